@@ -1,0 +1,9 @@
+//! One file per verb. Each has an `Args` (clap) and `run(ctx, args, out)`.
+
+pub mod imagefsinfo;
+pub mod images;
+pub mod info;
+pub mod inspecti;
+pub mod pull;
+pub mod rmi;
+pub mod version;

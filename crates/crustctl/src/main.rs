@@ -1,0 +1,224 @@
+//! crustctl: a CRI v1 client with crictl's verbs, flags and output formats.
+//!
+//! `main` parses the command line and dispatches to `cmd::<verb>::run`; `client` holds
+//! the connection, `output` the printing helpers, `protojson` crictl's JSON shape.
+
+mod client;
+mod cmd;
+mod config;
+mod duration;
+mod output;
+mod protojson;
+mod template;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::client::{Ctx, DEFAULT_ENDPOINT};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "crustctl",
+    version,
+    about = "client for CRI: talks CRI v1 gRPC to crustd (or any CRI runtime) like crictl",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Endpoint of the CRI container runtime service (unix:///path or /path)
+    #[arg(short = 'r', long, env = "CONTAINER_RUNTIME_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    runtime_endpoint: String,
+    /// Endpoint of the CRI image manager service [default: the runtime endpoint]
+    #[arg(short = 'i', long, env = "IMAGE_SERVICE_ENDPOINT")]
+    image_endpoint: Option<String>,
+    /// Timeout of connecting to the server and of each call (pull excepted), e.g. 10s
+    #[arg(short = 't', long, default_value = "2s", value_parser = duration::parse)]
+    timeout: Duration,
+    /// Enable debug mode: log requests and replies to stderr
+    #[arg(short = 'D', long)]
+    debug: bool,
+    /// Print the version
+    #[arg(short = 'v', long, action = ArgAction::Version)]
+    version: Option<bool>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Display runtime version information
+    Version(cmd::version::VersionArgs),
+    /// Display information of the container runtime
+    Info(cmd::info::InfoArgs),
+    /// Pull an image from a registry
+    Pull(cmd::pull::PullArgs),
+    /// List images
+    #[command(visible_aliases = ["image", "img"])]
+    Images(cmd::images::ImagesArgs),
+    /// Return the status of one or more images
+    Inspecti(cmd::inspecti::InspectiArgs),
+    /// Remove one or more images
+    Rmi(cmd::rmi::RmiArgs),
+    /// Return image filesystem info
+    Imagefsinfo(cmd::imagefsinfo::ImagefsinfoArgs),
+}
+
+impl Cli {
+    fn ctx(&self) -> Result<Ctx> {
+        if self.runtime_endpoint.is_empty() {
+            bail!("--runtime-endpoint is not set");
+        }
+        let image_endpoint = match &self.image_endpoint {
+            Some(endpoint) if !endpoint.is_empty() => endpoint.clone(),
+            _ => self.runtime_endpoint.clone(),
+        };
+        Ok(Ctx {
+            runtime_endpoint: self.runtime_endpoint.clone(),
+            image_endpoint,
+            timeout: self.timeout,
+            debug: self.debug,
+        })
+    }
+}
+
+async fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    let ctx = cli.ctx()?;
+    match cli.command {
+        Command::Version(args) => cmd::version::run(&ctx, args, out).await,
+        Command::Info(args) => cmd::info::run(&ctx, args, out).await,
+        Command::Pull(args) => cmd::pull::run(&ctx, args, out).await,
+        Command::Images(args) => cmd::images::run(&ctx, args, out).await,
+        Command::Inspecti(args) => cmd::inspecti::run(&ctx, args, out).await,
+        Command::Rmi(args) => cmd::rmi::run(&ctx, args, out).await,
+        Command::Imagefsinfo(args) => cmd::imagefsinfo::run(&ctx, args, out).await,
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = dispatch(cli, &mut out)
+        .await
+        .and_then(|()| Ok(out.flush()?));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `crustctl images | head`: the reader left, nothing more to say.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crustctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_verb_has_help() {
+        for sub in Cli::command().get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "{} has no help text",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn global_flags_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "crustctl",
+            "-r",
+            "/tmp/x.sock",
+            "-t",
+            "10s",
+            "-D",
+            "images",
+            "-q",
+        ])
+        .unwrap();
+        let ctx = cli.ctx().unwrap();
+        assert_eq!(ctx.runtime_endpoint, "/tmp/x.sock");
+        assert_eq!(ctx.image_endpoint, "/tmp/x.sock");
+        assert_eq!(ctx.timeout, Duration::from_secs(10));
+        assert!(ctx.debug);
+
+        let cli = Cli::try_parse_from(["crustctl", "-i", "unix:///img.sock", "version"]).unwrap();
+        let ctx = cli.ctx().unwrap();
+        assert_eq!(ctx.image_endpoint, "unix:///img.sock");
+        assert_eq!(ctx.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn verb_flags() {
+        let ok = |args: &[&str]| {
+            let mut argv = vec!["crustctl"];
+            argv.extend(args);
+            Cli::try_parse_from(argv)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        ok(&[
+            "pull", "busybox", "--creds", "u:p", "--pt", "1m", "-a", "k=v",
+        ])
+        .unwrap();
+        ok(&["pull", "busybox", "-u", "user", "-p", "pw"]).unwrap();
+        assert!(
+            ok(&["pull", "busybox", "-p", "pw"]).is_err(),
+            "--password needs --username"
+        );
+        ok(&[
+            "images",
+            "--digests",
+            "--no-trunc",
+            "--pinned",
+            "-f",
+            "dangling=true",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        ok(&["img", "-v", "busybox"]).unwrap();
+        assert!(ok(&["images", "-o", "go-template"]).is_err());
+        ok(&[
+            "inspecti",
+            "a",
+            "b",
+            "-o",
+            "go-template",
+            "--template",
+            "{{.status.id}}",
+        ])
+        .unwrap();
+        assert!(ok(&["inspecti"]).is_err());
+        ok(&["rmi", "-a"]).unwrap();
+        ok(&["rmi", "-q"]).unwrap();
+        ok(&["rmi", "x", "y"]).unwrap();
+        assert!(ok(&["rmi"]).is_err());
+        ok(&["imagefsinfo", "-o", "table"]).unwrap();
+        ok(&["info", "-o", "yaml", "-q"]).unwrap();
+        assert!(ok(&["info", "-o", "table"]).is_err());
+    }
+}

@@ -1,0 +1,39 @@
+use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
+use tonic::Status;
+
+use crate::service::State;
+use crate::status::image_error;
+
+/// PullImage: fetch the image (coalesced with identical pulls) and answer with its ID, as
+/// containerd does.
+pub(super) async fn pull_image(
+    state: &State,
+    req: PullImageRequest,
+) -> Result<PullImageResponse, Status> {
+    let name = super::image_name(&req.image).trim().to_string();
+    if name.is_empty() {
+        return Err(Status::invalid_argument(
+            "PullImage: image reference is empty",
+        ));
+    }
+    let creds = req.auth.map(credentials);
+    let image = state
+        .images
+        .pull(&name, creds)
+        .await
+        .map_err(|e| image_error(&format!("pulling image {name:?}"), &e))?;
+    Ok(PullImageResponse {
+        image_ref: image.id,
+    })
+}
+
+fn credentials(auth: AuthConfig) -> crust_image::Credentials {
+    crust_image::Credentials {
+        username: auth.username,
+        password: auth.password,
+        auth: auth.auth,
+        server_address: auth.server_address,
+        identity_token: auth.identity_token,
+        registry_token: auth.registry_token,
+    }
+}

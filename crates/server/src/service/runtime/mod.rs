@@ -1,0 +1,123 @@
+//! CRI RuntimeService: one file per RPC. Pod and container RPCs answer `Unimplemented`
+//! (naming the RPC) until their issues land.
+
+use std::sync::Arc;
+
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use k8s_cri::v1::*;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::{traced, State};
+use crate::status::unimplemented;
+
+mod runtime_config;
+mod status;
+mod version;
+
+pub struct RuntimeSvc {
+    state: Arc<State>,
+}
+
+impl RuntimeSvc {
+    pub fn new(state: Arc<State>) -> RuntimeSvc {
+        RuntimeSvc { state }
+    }
+}
+
+/// RPCs not built yet: a clear Unimplemented naming the RPC, logged like any other failure.
+/// (Written out in the shape `async_trait` gives trait methods, since it does not see into
+/// macro invocations.)
+macro_rules! not_yet {
+    ($($method:ident($req:ty) -> $resp:ty = $rpc:literal;)*) => {
+        $(
+            fn $method<'life0, 'async_trait>(
+                &'life0 self,
+                _req: Request<$req>,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<$resp>, Status>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async move {
+                    let _span = tracing::info_span!($rpc).entered();
+                    traced($rpc, Err(unimplemented($rpc)))
+                })
+            }
+        )*
+    };
+}
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeSvc {
+    async fn version(
+        &self,
+        req: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        let span = tracing::info_span!("Version");
+        traced(
+            "Version",
+            version::version(req.into_inner()).instrument(span).await,
+        )
+        .map(Response::new)
+    }
+
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let span = tracing::info_span!("Status");
+        traced(
+            "Status",
+            status::status(&self.state, req.into_inner())
+                .instrument(span)
+                .await,
+        )
+        .map(Response::new)
+    }
+
+    async fn runtime_config(
+        &self,
+        req: Request<RuntimeConfigRequest>,
+    ) -> Result<Response<RuntimeConfigResponse>, Status> {
+        let span = tracing::info_span!("RuntimeConfig");
+        traced(
+            "RuntimeConfig",
+            runtime_config::runtime_config(&self.state, req.into_inner())
+                .instrument(span)
+                .await,
+        )
+        .map(Response::new)
+    }
+
+    type GetContainerEventsStream = tonic::codegen::BoxStream<ContainerEventResponse>;
+
+    not_yet! {
+        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox";
+        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox";
+        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox";
+        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus";
+        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox";
+        create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
+        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
+        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
+        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
+        list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
+        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
+        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
+        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
+        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
+        exec(ExecRequest) -> ExecResponse = "Exec";
+        attach(AttachRequest) -> AttachResponse = "Attach";
+        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
+        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
+        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
+        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
+        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
+        update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
+        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
+        get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
+        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
+        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, then every unit and integration test (the latter run a
+# real crustd, real docker-registry processes and crustctl). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# Integration tests run the crustd, crustctl and crust-testenv binaries: build them first.
+cargo build --workspace --bins
+cargo test --workspace -- --test-threads="${CRUST_TEST_THREADS:-4}"

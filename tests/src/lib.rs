@@ -1,0 +1,406 @@
+//! Harness for crust's integration tests: a real crustd process on a private socket and
+//! state directories, CRI clients connected to it, and the crustctl binary.
+//!
+//! The binaries come from the same target directory as the test executable; the README's
+//! test command builds them first (`cargo build --workspace --bins`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Path of a workspace binary next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A crustd process with its own socket, root, runroot and config, all in a temporary
+/// directory. Dropping it stops the process (SIGTERM, then SIGKILL) and removes the directory.
+pub struct Crustd {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Crustd {
+    /// Starts crustd with `config` (TOML) and waits until it answers Version.
+    pub async fn start(config: &str) -> anyhow::Result<Crustd> {
+        let dir = tempfile::Builder::new().prefix("crust-it-").tempdir()?;
+        let mut d = Crustd {
+            child: None,
+            socket: dir.path().join("run/crust.sock"),
+            root: dir.path().join("root"),
+            runroot: dir.path().join("run"),
+            config: dir.path().join("config.toml"),
+            log: dir.path().join("crustd.log"),
+            dir,
+        };
+        std::fs::write(&d.config, config)?;
+        d.spawn().await?;
+        Ok(d)
+    }
+
+    /// The command line this instance runs with.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(binary("crustd"));
+        cmd.arg("--listen")
+            .arg(&self.socket)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(&self.runroot)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--log-level")
+            .arg("debug");
+        cmd
+    }
+
+    /// Starts (or starts again) the daemon and waits for it to serve.
+    pub async fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning crustd")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
+                bail!(
+                    "crustd exited with {status} while starting:\n{}",
+                    self.logs()
+                );
+            }
+            if let Ok(mut c) = self.runtime().await {
+                if c.version(k8s_cri::v1::VersionRequest::default())
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("crustd did not answer within 30s:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns the exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("crustd not running")?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("crustd did not exit within 20s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        connect(&self.socket).await
+    }
+
+    pub async fn runtime(&self) -> anyhow::Result<RuntimeServiceClient<Channel>> {
+        Ok(RuntimeServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn images(&self) -> anyhow::Result<ImageServiceClient<Channel>> {
+        Ok(ImageServiceClient::new(self.channel().await?))
+    }
+
+    /// Directory the image store unpacks layers into.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("images/layers")
+    }
+
+    /// Unpacked layer directory for a diff ID.
+    pub fn layer_dir(&self, diff_id: &str) -> PathBuf {
+        self.layers_dir()
+            .join("sha256")
+            .join(diff_id.trim_start_matches("sha256:"))
+    }
+
+    /// Runs crustctl against this daemon.
+    pub fn crustctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("crustctl"))
+            .arg("--runtime-endpoint")
+            .arg(format!("unix://{}", self.socket.display()))
+            .arg("--timeout")
+            .arg("60s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running crustctl")
+    }
+}
+
+impl Drop for Crustd {
+    fn drop(&mut self) {
+        if self.child.is_some() && self.terminate().is_err() {
+            self.kill();
+        }
+    }
+}
+
+/// A tonic channel over a unix socket.
+pub async fn connect(path: &Path) -> anyhow::Result<Channel> {
+    let path = path.to_path_buf();
+    let channel = Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await?;
+    Ok(channel)
+}
+
+/// Writes `<dir>/<host>/hosts.toml`.
+pub fn write_hosts_toml(dir: &Path, host: &str, text: &str) -> anyhow::Result<()> {
+    let d = dir.join(host);
+    std::fs::create_dir_all(&d)?;
+    std::fs::write(d.join("hosts.toml"), text)?;
+    Ok(())
+}
+
+/// A crustd config whose registry hosts live in `certs_dir` and whose CNI directory is empty.
+pub fn config_with_hosts(certs_dir: &Path, extra: &str) -> String {
+    format!(
+        "[registry]\nconfig_path = {:?}\n{extra}\n[network]\nconf_dir = {:?}\n",
+        certs_dir.display().to_string(),
+        certs_dir.join("no-cni").display().to_string()
+    )
+}
+
+/// Every path below `dir` (files, dirs, links), relative, sorted.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Makes `to_name:to_tag` on a registry point at the image `from_name:from_tag`: blobs are
+/// mounted across repositories and the manifest is put under the new name, as
+/// `skopeo copy` between repositories of one registry would.
+pub async fn retag(
+    host: &str,
+    from_name: &str,
+    from_tag: &str,
+    to_name: &str,
+    to_tag: &str,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+    let resp = http
+        .get(format!("http://{host}/v2/{from_name}/manifests/{from_tag}"))
+        .header("accept", accept)
+        .send()
+        .await?
+        .error_for_status()?;
+    let media_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp.bytes().await?;
+    let doc: serde_json::Value = serde_json::from_slice(&body)?;
+    let mut digests: Vec<String> = Vec::new();
+    if let Some(c) = doc["config"]["digest"].as_str() {
+        digests.push(c.into());
+    }
+    for l in doc["layers"].as_array().into_iter().flatten() {
+        digests.extend(l["digest"].as_str().map(String::from));
+    }
+    for d in digests {
+        let r = http
+            .post(format!(
+                "http://{host}/v2/{to_name}/blobs/uploads/?mount={d}&from={from_name}"
+            ))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 201, "mounting {d}: {}", r.status());
+    }
+    http.put(format!("http://{host}/v2/{to_name}/manifests/{to_tag}"))
+        .header("content-type", media_type)
+        .body(body)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// What a [`Proxy`] does to the traffic between crustd and a real registry.
+#[derive(Clone, Debug)]
+pub enum ProxyMode {
+    /// Once the client asks for one of these blob digests, let `after_bytes` of the response
+    /// through and then send nothing more, holding the connection open: a transfer that hangs.
+    Stall {
+        blobs: Vec<String>,
+        after_bytes: usize,
+    },
+    /// Change one byte of every manifest served (same length, still valid JSON): content that
+    /// no longer matches its digest, as a tampering middlebox or a corrupt mirror would serve.
+    TamperManifests,
+}
+
+/// A TCP proxy in front of a real registry, for the failures a real registry cannot be made
+/// to produce on demand.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str, mode: ProxyMode) -> anyhow::Result<Proxy> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let upstream = upstream.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let mode = mode.clone();
+                // Set when the request now in flight on this connection is one to act on.
+                let armed = Arc::new(AtomicBool::new(false));
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let flag = armed.clone();
+                let request_mode = mode.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if text.contains(" HTTP/1.1") {
+                            let hit = match &request_mode {
+                                ProxyMode::Stall { blobs, .. } => {
+                                    blobs.iter().any(|d| text.contains(&format!("/blobs/{d}")))
+                                }
+                                ProxyMode::TamperManifests => text.contains("/manifests/"),
+                            };
+                            flag.store(hit, Ordering::SeqCst);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut sent_after = 0usize;
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if armed.load(Ordering::SeqCst) {
+                            match &mode {
+                                ProxyMode::Stall { after_bytes, .. } => {
+                                    if sent_after >= *after_bytes {
+                                        std::future::pending::<()>().await;
+                                    }
+                                    sent_after += n;
+                                }
+                                ProxyMode::TamperManifests => {
+                                    let needle = b"\"schemaVersion\"";
+                                    if let Some(i) =
+                                        buf[..n].windows(needle.len()).position(|w| w == needle)
+                                    {
+                                        buf[i + needle.len() - 2] = b'N';
+                                    }
+                                }
+                            }
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Proxy { addr, task })
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
