@@ -14,6 +14,9 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
+/// How long RPCs in flight may run on after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// kubelet and crictl send messages up to 16 MiB.
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: Args, config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Before anything touches state: a second crustd must not take over a live socket.
     let listener = bind(&args.listen).await?;
+    let socket_id = inode(&args.listen);
     let state = State::open(config, config_path, args.root.clone(), args.runroot.clone())?;
     tracing::info!(
         listen = %args.listen.display(),
@@ -83,13 +87,33 @@ async fn serve(args: Args, config: Config, config_path: PathBuf) -> anyhow::Resu
     let image = ImageServiceServer::new(ImageSvc::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
+    // On SIGTERM/SIGINT stop accepting, give RPCs in flight a moment, then go: clients such as
+    // kubelet keep idle connections open indefinitely and must not hold the exit up.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let mut server = std::pin::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = shutdown_signal() => {
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::info!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting");
+                    Ok(())
+                }
+            }
+        }
+    };
     // Remove the socket only if it is still ours (a successor may have replaced it).
-    let _ = std::fs::remove_file(&args.listen);
+    if socket_id.is_some() && inode(&args.listen) == socket_id {
+        let _ = std::fs::remove_file(&args.listen);
+    }
     result.context("serving CRI")?;
     tracing::info!("crustd stopped; pods and containers keep running");
     Ok(())
@@ -128,6 +152,11 @@ async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     Ok(listener)
+}
+
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 async fn shutdown_signal() {
