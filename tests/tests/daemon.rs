@@ -14,49 +14,116 @@ const NO_CNI: &str = "[network]\nconf_dir = \"/nonexistent/crust-test-net.d\"\n"
 async fn version_status_and_runtime_config() {
     let crustd = Crustd::start(NO_CNI).await.unwrap();
     let mut rt = crustd.runtime().await.unwrap();
-    let v = rt.version(VersionRequest { version: "0.1.0".into() }).await.unwrap().into_inner();
+    let v = rt
+        .version(VersionRequest {
+            version: "0.1.0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(v.runtime_name, "crust");
     assert_eq!(v.runtime_api_version, "v1");
     assert_eq!(v.version, "0.1.0");
     assert!(!v.runtime_version.is_empty());
 
-    let s = rt.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let s = rt
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
     let conditions = s.status.unwrap().conditions;
-    let runtime = conditions.iter().find(|c| c.r#type == "RuntimeReady").unwrap();
+    let runtime = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .unwrap();
     assert!(runtime.status);
-    let network = conditions.iter().find(|c| c.r#type == "NetworkReady").unwrap();
+    let network = conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
     assert!(!network.status);
     assert_eq!(network.reason, "NetworkPluginNotReady");
-    assert!(network.message.contains("/nonexistent/crust-test-net.d"), "{}", network.message);
+    assert!(
+        network.message.contains("/nonexistent/crust-test-net.d"),
+        "{}",
+        network.message
+    );
     let info: serde_json::Value = serde_json::from_str(&s.info["config"]).unwrap();
-    assert_eq!(info["config"]["network"]["conf_dir"], "/nonexistent/crust-test-net.d");
-    assert_eq!(info["config"]["registry"]["image_pull_progress_timeout"], "5m");
-    assert!(!s.runtime_handlers.is_empty(), "runc/crun handlers reported");
+    assert_eq!(
+        info["config"]["network"]["conf_dir"],
+        "/nonexistent/crust-test-net.d"
+    );
+    assert_eq!(
+        info["config"]["registry"]["image_pull_progress_timeout"],
+        "5m"
+    );
+    assert!(
+        !s.runtime_handlers.is_empty(),
+        "runc/crun handlers reported"
+    );
 
-    let c = rt.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
-    assert_eq!(c.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
+    let c = rt
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        c.linux.unwrap().cgroup_driver,
+        CgroupDriver::Cgroupfs as i32
+    );
 
     // Not verbose: no info.
-    let s = rt.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+    let s = rt
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(s.info.is_empty());
 }
 
 #[tokio::test]
 async fn network_ready_follows_the_cni_config_dir() {
     let net = tempfile::tempdir().unwrap();
-    let config = format!("[network]\nconf_dir = {:?}\n[runtime]\ncgroup_driver = \"systemd\"\n", net.path().display().to_string());
+    let config = format!(
+        "[network]\nconf_dir = {:?}\n[runtime]\ncgroup_driver = \"systemd\"\n",
+        net.path().display().to_string()
+    );
     let crustd = Crustd::start(&config).await.unwrap();
     let mut rt = crustd.runtime().await.unwrap();
-    let ready = |s: StatusResponse| s.status.unwrap().conditions.into_iter().find(|c| c.r#type == "NetworkReady").unwrap();
-    assert!(!ready(rt.status(StatusRequest::default()).await.unwrap().into_inner()).status);
+    let ready = |s: StatusResponse| {
+        s.status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap()
+    };
+    assert!(
+        !ready(
+            rt.status(StatusRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .status
+    );
     std::fs::write(
         net.path().join("10-test.conflist"),
         r#"{"cniVersion":"1.0.0","name":"test","plugins":[{"type":"bridge","ipMasq":false},{"type":"portmap","capabilities":{"portMappings":true}}]}"#,
     )
     .unwrap();
-    let cond = ready(rt.status(StatusRequest::default()).await.unwrap().into_inner());
+    let cond = ready(
+        rt.status(StatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert!(cond.status, "{cond:?}");
-    let c = rt.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
+    let c = rt
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(c.linux.unwrap().cgroup_driver, CgroupDriver::Systemd as i32);
 }
 
@@ -64,13 +131,22 @@ async fn network_ready_follows_the_cni_config_dir() {
 async fn rpcs_not_built_yet_are_unimplemented_naming_the_rpc() {
     let crustd = Crustd::start(NO_CNI).await.unwrap();
     let mut rt = crustd.runtime().await.unwrap();
-    let err = rt.run_pod_sandbox(RunPodSandboxRequest::default()).await.unwrap_err();
+    let err = rt
+        .run_pod_sandbox(RunPodSandboxRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     assert!(err.message().contains("RunPodSandbox"), "{}", err.message());
-    let err = rt.list_containers(ListContainersRequest::default()).await.unwrap_err();
+    let err = rt
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     assert!(err.message().contains("ListContainers"));
-    let err = rt.get_container_events(GetEventsRequest::default()).await.unwrap_err();
+    let err = rt
+        .get_container_events(GetEventsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     assert!(err.message().contains("GetContainerEvents"));
 }
@@ -78,21 +154,40 @@ async fn rpcs_not_built_yet_are_unimplemented_naming_the_rpc() {
 #[tokio::test]
 async fn socket_mode_stale_socket_second_daemon_and_sigterm() {
     let mut crustd = Crustd::start(NO_CNI).await.unwrap();
-    let mode = std::fs::metadata(&crustd.socket).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&crustd.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o660);
 
     // A second crustd on the live socket refuses, and the first keeps serving.
     let out = crustd.command().stdout(Stdio::null()).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("another process") && stderr.contains(crustd.socket.to_str().unwrap()), "{stderr}");
-    crustd.runtime().await.unwrap().version(VersionRequest::default()).await.unwrap();
+    assert!(
+        stderr.contains("another process") && stderr.contains(crustd.socket.to_str().unwrap()),
+        "{stderr}"
+    );
+    crustd
+        .runtime()
+        .await
+        .unwrap()
+        .version(VersionRequest::default())
+        .await
+        .unwrap();
 
     // A crash leaves a stale socket file; the next start replaces it.
     crustd.kill();
     assert!(crustd.socket.exists());
     crustd.spawn().await.unwrap();
-    crustd.runtime().await.unwrap().version(VersionRequest::default()).await.unwrap();
+    crustd
+        .runtime()
+        .await
+        .unwrap()
+        .version(VersionRequest::default())
+        .await
+        .unwrap();
 
     // SIGTERM: a clean exit that removes the socket.
     let status = crustd.terminate().unwrap();
@@ -106,7 +201,10 @@ async fn bad_config_stops_the_start_naming_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
     for (text, key) in [
         ("[registry]\nbogus_key = 1\n", "bogus_key"),
-        ("[registry]\nimage_pull_progress_timeout = \"whenever\"\n", "whenever"),
+        (
+            "[registry]\nimage_pull_progress_timeout = \"whenever\"\n",
+            "whenever",
+        ),
         ("[runtime]\ncgroup_driver = \"upstart\"\n", "upstart"),
     ] {
         let path = dir.path().join("config.toml");
@@ -124,7 +222,10 @@ async fn bad_config_stops_the_start_naming_key_and_file() {
             .unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(key) && stderr.contains(path.to_str().unwrap()), "{text:?}: {stderr}");
+        assert!(
+            stderr.contains(key) && stderr.contains(path.to_str().unwrap()),
+            "{text:?}: {stderr}"
+        );
         assert!(!dir.path().join("s.sock").exists(), "nothing served");
     }
     // An explicit --config that does not exist is an error too.
@@ -139,7 +240,10 @@ async fn bad_config_stops_the_start_naming_key_and_file() {
 
 #[tokio::test]
 async fn help_lists_the_documented_flags() {
-    let out = std::process::Command::new(binary("crustd")).arg("--help").output().unwrap();
+    let out = std::process::Command::new(binary("crustd"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in ["--listen", "--root", "--runroot", "--config", "--log-level"] {
         assert!(help.contains(flag), "{flag} in --help");

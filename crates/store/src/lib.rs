@@ -52,7 +52,12 @@ macro_rules! from_redb {
         })*
     };
 }
-from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
