@@ -40,8 +40,21 @@ pub struct Crustd {
 }
 
 impl Crustd {
+    /// Starts crustd with hosts.toml files read from `<dir>/certs.d` (empty unless the test
+    /// writes some: registries on 127.0.0.1 are then plain HTTP), no CNI config, and `extra`
+    /// lines in the `[registry]` section.
+    pub async fn start_local(extra: &str) -> anyhow::Result<Crustd> {
+        Crustd::start_with(|dir| config_with_hosts(&dir.join("certs.d"), extra)).await
+    }
+
     /// Starts crustd with `config` (TOML) and waits until it answers Version.
     pub async fn start(config: &str) -> anyhow::Result<Crustd> {
+        let config = config.to_string();
+        Crustd::start_with(move |_| config).await
+    }
+
+    /// Starts crustd with the config `make_config` writes for the instance's directory.
+    pub async fn start_with(make_config: impl FnOnce(&Path) -> String) -> anyhow::Result<Crustd> {
         let dir = tempfile::Builder::new().prefix("crust-it-").tempdir()?;
         let mut d = Crustd {
             child: None,
@@ -52,7 +65,7 @@ impl Crustd {
             log: dir.path().join("crustd.log"),
             dir,
         };
-        std::fs::write(&d.config, config)?;
+        std::fs::write(&d.config, make_config(d.dir.path()))?;
         d.spawn().await?;
         Ok(d)
     }

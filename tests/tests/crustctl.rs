@@ -1,7 +1,7 @@
 //! crustctl against a real crustd and a real registry: crictl's verbs, flags and output.
 
 use crust_testenv::{push_standard_images, Registry};
-use crust_tests::{config_with_hosts, Crustd};
+use crust_tests::Crustd;
 
 struct Run {
     code: i32,
@@ -32,10 +32,7 @@ fn json(crustd: &Crustd, args: &[&str]) -> serde_json::Value {
 
 #[tokio::test]
 async fn version_and_info() {
-    let certs = tempfile::tempdir().unwrap();
-    let crustd = Crustd::start(&config_with_hosts(certs.path(), ""))
-        .await
-        .unwrap();
+    let crustd = Crustd::start_local("").await.unwrap();
     let out = ok(&crustd, &["version"]);
     assert!(out.contains("RuntimeName:  crust"), "{out}");
     assert!(out.contains("RuntimeApiVersion:  v1"), "{out}");
@@ -50,10 +47,7 @@ async fn version_and_info() {
 async fn pull_images_inspecti_rmi_imagefsinfo() {
     let reg = Registry::start().await.unwrap();
     let images = push_standard_images(&reg, None).await.unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let crustd = Crustd::start(&config_with_hosts(certs.path(), ""))
-        .await
-        .unwrap();
+    let crustd = Crustd::start_local("").await.unwrap();
 
     let out = ok(&crustd, &["pull", &images.busybox.reference]);
     assert_eq!(
@@ -162,10 +156,7 @@ async fn pull_with_credentials() {
     let images = push_standard_images(&reg, Some(("carol", "pa55")))
         .await
         .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let crustd = Crustd::start(&config_with_hosts(certs.path(), ""))
-        .await
-        .unwrap();
+    let crustd = Crustd::start_local("").await.unwrap();
     let r = run(&crustd, &["pull", &images.zstd.reference]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("Unauthenticated"), "{}", r.stderr);

@@ -24,8 +24,7 @@ fn pull_req(image: &str) -> PullImageRequest {
 async fn start_with_registry() -> (Registry, crust_testenv::StandardImages, Crustd) {
     let reg = Registry::start().await.unwrap();
     let images = push_standard_images(&reg, None).await.unwrap();
-    let certs = tempfile::tempdir().unwrap().keep();
-    let crustd = Crustd::start(&config_with_hosts(&certs, "")).await.unwrap();
+    let crustd = Crustd::start_local("").await.unwrap();
     (reg, images, crustd)
 }
 

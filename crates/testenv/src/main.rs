@@ -116,10 +116,11 @@ async fn serve(port: Option<u16>, auth: Option<String>, kind: AuthKind, json: bo
             println!("{}", pushed.reference);
         }
     }
-    println!("registry: {}", reg.host());
     if let Some(realm) = reg.token_realm() {
         println!("token realm: {realm}");
     }
+    println!("storage: {}", reg.storage_dir().display());
+    println!("registry: {}", reg.host());
     use std::io::Write;
     std::io::stdout().flush()?;
 

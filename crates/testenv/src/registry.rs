@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -147,16 +148,12 @@ impl Registry {
                 .append(true)
                 .open(root.join(LOG_FILE))
                 .context("registry log file")?;
-            let child = Command::new(binary)
-                .arg("serve")
-                .arg(&config)
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("spawn {binary}"))?;
+            let cmd = RegistryCommand {
+                binary,
+                config: config.clone(),
+                log,
+            };
+            let child = spawn_tied(cmd).with_context(|| format!("spawn {binary}"))?;
             let mut child = child;
             let log_path = root.join(LOG_FILE);
             match wait_ready(&mut child, port, &instance, &log_path).await {
@@ -269,6 +266,72 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         kill(&mut self.child);
+    }
+}
+
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// What to run: `binary serve config`, output to `log`.
+struct RegistryCommand {
+    binary: &'static str,
+    config: PathBuf,
+    log: File,
+}
+
+impl RegistryCommand {
+    fn spawn(self, pdeathsig: bool) -> std::io::Result<Child> {
+        let mut cmd = if pdeathsig {
+            let mut c = Command::new(SETPRIV);
+            c.args(["--pdeathsig", "KILL", "--", self.binary]);
+            c
+        } else {
+            Command::new(self.binary)
+        };
+        cmd.arg("serve")
+            .arg(&self.config)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .stdout(self.log.try_clone()?)
+            .stderr(self.log)
+            .spawn()
+    }
+}
+
+type SpawnRequest = (RegistryCommand, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns the registry so that it is killed when this process ends, even by SIGKILL or with
+/// the [`Registry`] leaked in a `static`: through `setpriv --pdeathsig KILL` (which execs, so
+/// the PID stays the registry's), from one thread that lives as long as the process (the
+/// parent-death signal fires when the spawning *thread* exits, and tokio's threads come and
+/// go). Without setpriv, spawns directly.
+fn spawn_tied(cmd: RegistryCommand) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    if !Path::new(SETPRIV).exists() {
+        return cmd.spawn(false);
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let _ = std::thread::Builder::new()
+            .name("crust-registry-spawner".into())
+            .spawn(move || {
+                for (cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn(true));
+                }
+            });
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    let sent = spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((cmd, tx));
+    match sent {
+        Ok(()) => rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("registry spawner thread is gone"))),
+        // the spawner thread could not be started
+        Err(mpsc::SendError((cmd, _))) => cmd.spawn(false),
     }
 }
 
