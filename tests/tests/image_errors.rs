@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crust_testenv::{push_hostile_image, push_standard_images, Registry};
-use crust_tests::{config_with_hosts, tree, Crustd, Proxy, ProxyMode};
+use crust_tests::{tree, Crustd, Proxy, ProxyMode};
 use k8s_cri::v1::*;
 use tonic::Code;
 
@@ -24,10 +24,7 @@ fn pull_req(image: &str, auth: Option<AuthConfig>) -> PullImageRequest {
 }
 
 async fn crustd(extra: &str) -> Crustd {
-    let certs = tempfile::tempdir().unwrap().keep();
-    Crustd::start(&config_with_hosts(&certs, extra))
-        .await
-        .unwrap()
+    Crustd::start_local(extra).await.unwrap()
 }
 
 /// Nothing of a failed pull stays: no image, no layer directory, no temporary directory, no
@@ -357,12 +354,19 @@ async fn a_pull_killed_midway_leaves_nothing_listed_and_is_cleaned_at_start() {
     let reference = images.busybox.reference.replace(&reg.host(), &proxy.host());
     let mut client = crustd.images().await.unwrap();
     let pull = tokio::spawn(async move { client.pull_image(pull_req(&reference, None)).await });
-    // Wait until the stalled layer is being unpacked into its temporary directory.
+    // Wait until every other layer is finished and the stalled one is being unpacked into its
+    // temporary directory (a `.tmp-` seen earlier could belong to a layer that completes).
+    let others = images.busybox.layer_digests.len() - 1;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !tree(&crustd.layers_dir())
-        .iter()
-        .any(|p| p.starts_with(".tmp-"))
-    {
+    loop {
+        let entries = tree(&crustd.layers_dir());
+        let unpacking = entries.iter().any(|p| p.starts_with(".tmp-"));
+        let done = std::fs::read_dir(crustd.layers_dir().join("sha256"))
+            .map(|rd| rd.count())
+            .unwrap_or(0);
+        if unpacking && done == others {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "pull never started unpacking"
