@@ -1,0 +1,370 @@
+//! crustd's side: start a monitor and talk to it (tokio).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use serde::de::DeserializeOwned;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+    process::Command,
+    time::timeout,
+};
+
+use crate::{
+    error::MonitorError,
+    options::SpawnOptions,
+    protocol::{Event, Ready, Request, Status, SOCKET_NAME},
+};
+
+/// How long a request may wait for its answer, unless [`MonitorClient::with_timeout`] says.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shutdown may take at least (killing a pid namespace waits for all of it).
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a monitor may take to report readiness.
+pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// No protocol line is anywhere near this long.
+const MAX_LINE: u64 = 1024 * 1024;
+
+/// Starts a pod's monitor and waits for its readiness report.
+///
+/// Runs the binary with stdout piped and stdin/stderr on /dev/null, reads its one readiness
+/// line and waits for the first process to exit (the monitor proper has detached by then and
+/// serves on `RUNDIR/monitor.sock`). On failure the monitor has undone whatever it did before
+/// this returns; the error carries its message.
+pub async fn spawn(opts: &SpawnOptions) -> Result<Ready, MonitorError> {
+    let pod_id = opts.pod_id.clone();
+    let mut child = Command::new(&opts.binary)
+        .args(opts.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| MonitorError::Spawn {
+            pod_id: pod_id.clone(),
+            binary: opts.binary.clone(),
+            source,
+        })?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let mut reader = BufReader::new(stdout.take(MAX_LINE));
+        match timeout(SPAWN_TIMEOUT, reader.read_line(&mut line)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let _ = child.wait().await;
+                return Err(MonitorError::BadReadiness {
+                    pod_id,
+                    line,
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(MonitorError::ReadyTimeout {
+                    pod_id,
+                    timeout: SPAWN_TIMEOUT,
+                });
+            }
+        }
+    }
+    let status = match timeout(SPAWN_TIMEOUT, child.wait()).await {
+        Ok(Ok(status)) => status.to_string(),
+        Ok(Err(e)) => format!("unknown status: {e}"),
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            "did not exit".to_string()
+        }
+    };
+    let line = line.trim();
+    if line.is_empty() {
+        return Err(MonitorError::NoReadiness { pod_id, status });
+    }
+    parse_reply::<Ready>(line).map_err(|e| match e {
+        ReplyError::Refused(message) => MonitorError::Failed { pod_id, message },
+        ReplyError::Malformed(reason) => MonitorError::BadReadiness {
+            pod_id,
+            line: line.to_string(),
+            reason,
+        },
+    })
+}
+
+enum ReplyError {
+    Refused(String),
+    Malformed(String),
+}
+
+/// Parses a reply line: `{"ok":true,...T}` or `{"ok":false,"error":"..."}`.
+fn parse_reply<T: DeserializeOwned>(line: &str) -> Result<T, ReplyError> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| ReplyError::Malformed(e.to_string()))?;
+    match value.get("ok").and_then(|ok| ok.as_bool()) {
+        Some(true) => {
+            serde_json::from_value(value).map_err(|e| ReplyError::Malformed(e.to_string()))
+        }
+        Some(false) => Err(ReplyError::Refused(
+            value
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("unspecified error")
+                .to_string(),
+        )),
+        None => Err(ReplyError::Malformed("no \"ok\" field".to_string())),
+    }
+}
+
+/// `dir/monitor.sock` for a run directory (existing or not); a path ending in `.sock` as it is.
+pub fn socket_path(dir_or_socket: &Path) -> PathBuf {
+    let is_socket = dir_or_socket.extension().is_some_and(|ext| ext == "sock");
+    if is_socket && !dir_or_socket.is_dir() {
+        dir_or_socket.to_path_buf()
+    } else {
+        dir_or_socket.join(SOCKET_NAME)
+    }
+}
+
+/// A connection to a pod's monitor. Requests are answered in order; each waits at most the
+/// client's timeout ([`DEFAULT_TIMEOUT`]).
+#[derive(Debug)]
+pub struct MonitorClient {
+    socket: PathBuf,
+    stream: BufReader<UnixStream>,
+    timeout: Duration,
+}
+
+/// The empty body of `{"ok":true}`.
+#[derive(serde::Deserialize)]
+struct Empty {}
+
+impl MonitorClient {
+    /// Connects to the monitor of the run directory `path` (or to the socket `path`).
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Self, MonitorError> {
+        let socket = socket_path(path.as_ref());
+        let stream = match timeout(DEFAULT_TIMEOUT, UnixStream::connect(&socket)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(MonitorError::Connect { socket, source }),
+            Err(_) => {
+                return Err(MonitorError::Timeout {
+                    socket,
+                    op: "connecting",
+                    timeout: DEFAULT_TIMEOUT,
+                })
+            }
+        };
+        Ok(MonitorClient {
+            socket,
+            stream: BufReader::new(stream),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The same client with another per-request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The socket it is connected to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The monitor's status: pids, the init's exit if it exited, the namespace pins.
+    pub async fn status(&mut self) -> Result<Status, MonitorError> {
+        self.request(&Request::Status, "status", self.timeout).await
+    }
+
+    /// Ends the pod: the monitor kills the pod init (and everything in the pod's pid
+    /// namespace), unpins the namespaces, removes its socket and pid file and exits. Returns
+    /// once the monitor has exited (its end of the connection closed).
+    pub async fn shutdown(mut self) -> Result<(), MonitorError> {
+        let wait = self.timeout.max(SHUTDOWN_TIMEOUT);
+        let _: Empty = self.request(&Request::Shutdown, "shutdown", wait).await?;
+        let mut rest = Vec::new();
+        match timeout(wait, self.stream.read_to_end(&mut rest)).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(MonitorError::Timeout {
+                socket: self.socket,
+                op: "waiting for the monitor to exit",
+                timeout: wait,
+            }),
+        }
+    }
+
+    /// Turns the connection into a stream of the pod's events. The pod init's exit is
+    /// delivered even when it happened before this call.
+    pub async fn watch(mut self) -> Result<Events, MonitorError> {
+        let _: Empty = self.request(&Request::Watch, "watch", self.timeout).await?;
+        Ok(Events {
+            socket: self.socket,
+            stream: self.stream,
+        })
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &mut self,
+        request: &Request,
+        op: &'static str,
+        wait: Duration,
+    ) -> Result<T, MonitorError> {
+        let mut line = serde_json::to_vec(request).map_err(|e| MonitorError::Protocol {
+            socket: self.socket.clone(),
+            op,
+            line: String::new(),
+            reason: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let io = |socket: &Path, source| MonitorError::Io {
+            socket: socket.to_path_buf(),
+            op,
+            source,
+        };
+        match timeout(wait, self.stream.get_mut().write_all(&line)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(io(&self.socket, e)),
+            Err(_) => {
+                return Err(MonitorError::Timeout {
+                    socket: self.socket.clone(),
+                    op,
+                    timeout: wait,
+                })
+            }
+        }
+        let mut reply = String::new();
+        let mut limited = (&mut self.stream).take(MAX_LINE);
+        match timeout(wait, limited.read_line(&mut reply)).await {
+            Ok(Ok(0)) => {
+                return Err(MonitorError::Closed {
+                    socket: self.socket.clone(),
+                    op,
+                })
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(io(&self.socket, e)),
+            Err(_) => {
+                return Err(MonitorError::Timeout {
+                    socket: self.socket.clone(),
+                    op,
+                    timeout: wait,
+                })
+            }
+        }
+        parse_reply(reply.trim()).map_err(|e| match e {
+            ReplyError::Refused(message) => MonitorError::Refused {
+                socket: self.socket.clone(),
+                op,
+                message,
+            },
+            ReplyError::Malformed(reason) => MonitorError::Protocol {
+                socket: self.socket.clone(),
+                op,
+                line: reply.trim().to_string(),
+                reason,
+            },
+        })
+    }
+}
+
+/// The events of a watched pod, in order. Waits as long as it takes: no timeout.
+#[derive(Debug)]
+pub struct Events {
+    socket: PathBuf,
+    stream: BufReader<UnixStream>,
+}
+
+impl Events {
+    /// The next event; `Ok(None)` when the monitor closed the connection (it exited).
+    pub async fn next(&mut self) -> Result<Option<Event>, MonitorError> {
+        loop {
+            let mut line = String::new();
+            let n = (&mut self.stream)
+                .take(MAX_LINE)
+                .read_line(&mut line)
+                .await
+                .map_err(|source| MonitorError::Io {
+                    socket: self.socket.clone(),
+                    op: "reading events",
+                    source,
+                })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            return serde_json::from_str(line)
+                .map(Some)
+                .map_err(|e| MonitorError::Protocol {
+                    socket: self.socket.clone(),
+                    op: "reading events",
+                    line: line.to_string(),
+                    reason: e.to_string(),
+                });
+        }
+    }
+
+    /// [`Events::next`], with any error taken as the end of the stream.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.next().await.ok().flatten()
+    }
+
+    /// The monitor's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+/// Connects to the monitor of `dir` and asks its status: the way to tell a live monitor from
+/// a stale socket (crustd's reconnect at start).
+pub async fn probe(dir: &Path) -> Result<Status, MonitorError> {
+    MonitorClient::connect(dir).await?.status().await
+}
+
+/// Whether a monitor answers at `dir`.
+pub async fn is_alive(dir: &Path) -> bool {
+    probe(dir).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_path_of_a_dir_or_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(socket_path(dir.path()), dir.path().join("monitor.sock"));
+        // A run directory that is already gone still maps to its socket.
+        let gone = dir.path().join("gone");
+        assert_eq!(socket_path(&gone), gone.join("monitor.sock"));
+        let sock = dir.path().join("monitor.sock");
+        assert_eq!(socket_path(&sock), sock);
+    }
+
+    #[test]
+    fn replies_parse_into_values_or_errors() {
+        let ready: Ready =
+            match parse_reply(r#"{"ok":true,"pid":3,"init_pid":null,"namespaces":{}}"#) {
+                Ok(ready) => ready,
+                Err(_) => panic!("a ready line"),
+            };
+        assert_eq!(ready.pid, 3);
+        assert!(matches!(
+            parse_reply::<Ready>(r#"{"ok":false,"error":"boom"}"#),
+            Err(ReplyError::Refused(m)) if m == "boom"
+        ));
+        assert!(matches!(
+            parse_reply::<Ready>(r#"{"pid":3}"#),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reply::<Ready>(r#"{"ok":true}"#),
+            Err(ReplyError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,31 @@
+//! crust-monitor: the per-pod monitor process and crustd's client for it.
+//!
+//! One monitor runs per pod, detached from crustd (it survives crustd's restarts and crashes).
+//! It creates the pod's net/ipc/uts namespaces (in itself) and, when asked, a pid namespace
+//! whose pid 1 is a tiny reaping init; pins each under `RUNDIR/ns/<ns>`; applies the pod's
+//! namespaced sysctls; is child subreaper for the pod's processes; and serves newline-delimited
+//! JSON on `RUNDIR/monitor.sock` ([`protocol`]). It exits only when told to shut down.
+//!
+//! - [`server`]: the monitor process (the `crust-monitor` binary's body): single-threaded, a
+//!   poll(2) loop, no async runtime.
+//! - [`spawn`], [`MonitorClient`], [`Events`], [`probe`], [`is_alive`]: crustd's tokio client
+//!   (feature `client`, on by default).
+//! - [`force_cleanup`]: tear down a run directory whose monitor is gone or stuck.
+
+mod cleanup;
+#[cfg(feature = "client")]
+mod client;
+mod error;
+pub mod options;
+pub mod protocol;
+pub mod server;
+
+pub use cleanup::{force_cleanup, monitor_pid};
+#[cfg(feature = "client")]
+pub use client::{
+    is_alive, probe, socket_path, spawn, Events, MonitorClient, DEFAULT_TIMEOUT, SHUTDOWN_TIMEOUT,
+    SPAWN_TIMEOUT,
+};
+pub use error::MonitorError;
+pub use options::SpawnOptions;
+pub use protocol::{Event, InitExit, Ready, Request, Status, NS_DIR, PID_FILE, SOCKET_NAME};

@@ -1,0 +1,378 @@
+//! P2's poll(2) loop: the socket's clients, `SIGCHLD` (through a signalfd) and the pod init's
+//! pidfd, on one thread.
+//!
+//! Reaping: the pod init is watched through its pidfd and reaped with `waitid(P_PIDFD)`. Other
+//! children (orphans reparented to us as subreaper) are reaped on `SIGCHLD`, but only after
+//! peeking (`WNOWAIT`) at which child exited, so a `waitpid` of ours never steals the status
+//! of a watched child.
+
+use std::{
+    io::{self, Read, Write},
+    os::unix::net::{UnixListener, UnixStream},
+    time::Duration,
+};
+
+use crust_sys::{ExitStatus, SignalFd};
+use rustix::event::{PollFd, PollFlags};
+
+use super::setup::Pod;
+use crate::protocol::{self, Empty, Event, InitExit, Request, Status};
+
+/// A request line longer than this is refused and the connection closed.
+const MAX_LINE: usize = 64 * 1024;
+/// A client that lets this much output pile up (a watcher that does not read) is dropped.
+const MAX_OUTPUT: usize = 1024 * 1024;
+
+struct Conn {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    watcher: bool,
+    /// The peer closed its side (or sent garbage we will not read past): close once `output`
+    /// is written.
+    closing: bool,
+    dead: bool,
+}
+
+impl Conn {
+    fn new(stream: UnixStream) -> Self {
+        Conn {
+            stream,
+            input: Vec::new(),
+            output: Vec::new(),
+            watcher: false,
+            closing: false,
+            dead: false,
+        }
+    }
+
+    fn send(&mut self, line: &[u8]) {
+        if self.dead {
+            return;
+        }
+        self.output.extend_from_slice(line);
+        if self.output.len() > MAX_OUTPUT {
+            self.dead = true;
+            return;
+        }
+        self.flush();
+    }
+
+    /// Writes what it can without blocking.
+    fn flush(&mut self) {
+        while !self.output.is_empty() && !self.dead {
+            match self.stream.write(&self.output) {
+                Ok(0) => self.dead = true,
+                Ok(n) => {
+                    self.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => self.dead = true,
+            }
+        }
+        if self.closing && self.output.is_empty() {
+            self.dead = true;
+        }
+    }
+
+    /// Reads what is there; returns the complete lines.
+    fn read_lines(&mut self) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.closing = true;
+                    break;
+                }
+                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.dead = true;
+                    break;
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        while let Some(end) = self.input.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.input.drain(..=end).collect();
+            lines.push(line);
+        }
+        if self.input.len() > MAX_LINE {
+            self.input.clear();
+            self.send(&protocol::error_line(&format!(
+                "request longer than {MAX_LINE} bytes"
+            )));
+            self.closing = true;
+        }
+        lines
+    }
+}
+
+pub(super) struct Monitor {
+    pod: Pod,
+    listener: UnixListener,
+    signals: SignalFd,
+    init_exited: Option<ExitStatus>,
+    conns: Vec<Conn>,
+}
+
+/// What a request asks of the loop.
+enum Next {
+    Continue,
+    Shutdown,
+}
+
+impl Monitor {
+    pub fn new(pod: Pod, listener: UnixListener, signals: SignalFd) -> Self {
+        Monitor {
+            pod,
+            listener,
+            signals,
+            init_exited: None,
+            conns: Vec::new(),
+        }
+    }
+
+    /// Serves until a shutdown request; returns the exit code.
+    pub fn run(mut self) -> i32 {
+        loop {
+            let (sig, listen, init, conns) = match self.poll() {
+                Ok(ready) => ready,
+                Err(_) => {
+                    // poll(2) itself failing (ENOMEM) is transient; do not spin.
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if sig {
+                let _ = self.signals.drain();
+                self.reap_children();
+            }
+            if init {
+                self.check_init();
+            }
+            if listen {
+                self.accept();
+            }
+            let mut shutdown_by = None;
+            for (i, flags) in conns.into_iter().enumerate() {
+                if flags.is_empty() {
+                    continue;
+                }
+                if flags.contains(PollFlags::OUT) {
+                    self.conns[i].flush();
+                }
+                // An error, or a hang-up of a peer we already saw leave: nothing more to do.
+                if flags.contains(PollFlags::ERR)
+                    || (self.conns[i].closing && flags.contains(PollFlags::HUP))
+                {
+                    self.conns[i].dead = true;
+                    continue;
+                }
+                if !self.conns[i].closing && flags.intersects(PollFlags::IN | PollFlags::HUP) {
+                    if let Next::Shutdown = self.serve_conn(i) {
+                        shutdown_by = Some(i);
+                        break;
+                    }
+                }
+            }
+            if let Some(i) = shutdown_by {
+                return self.shutdown(i);
+            }
+            self.conns.retain(|c| !c.dead);
+        }
+    }
+
+    /// One poll(2): whether SIGCHLD came, whether the listener has clients, whether the init's
+    /// pidfd is readable, and each connection's events.
+    fn poll(&mut self) -> rustix::io::Result<(bool, bool, bool, Vec<PollFlags>)> {
+        let init = self
+            .pod
+            .init
+            .as_ref()
+            .filter(|_| self.init_exited.is_none());
+        let mut fds = Vec::with_capacity(3 + self.conns.len());
+        fds.push(PollFd::new(&self.signals, PollFlags::IN));
+        fds.push(PollFd::new(&self.listener, PollFlags::IN));
+        for conn in &self.conns {
+            // A peer that closed its side keeps reading as "readable": only wait to write.
+            let mut flags = if conn.closing {
+                PollFlags::empty()
+            } else {
+                PollFlags::IN
+            };
+            if !conn.output.is_empty() {
+                flags |= PollFlags::OUT;
+            }
+            fds.push(PollFd::new(&conn.stream, flags));
+        }
+        if let Some(init) = init {
+            fds.push(PollFd::new(init, PollFlags::IN));
+        }
+        loop {
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let conns = fds[2..2 + self.conns.len()]
+            .iter()
+            .map(|fd| fd.revents())
+            .collect();
+        let init_ready = init.is_some() && fds.last().is_some_and(|fd| !fd.revents().is_empty());
+        Ok((
+            !fds[0].revents().is_empty(),
+            !fds[1].revents().is_empty(),
+            init_ready,
+            conns,
+        ))
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        self.conns.push(Conn::new(stream));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock: all taken. Anything else (EMFILE): try again on the next round.
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Reaps every exited child: the init through its pidfd, others by pid.
+    fn reap_children(&mut self) {
+        while let Ok(Some(pid)) = crust_sys::peek_exited_child() {
+            if self.init_exited.is_none() && self.pod.init_pid == Some(pid) {
+                if !self.check_init() {
+                    // Cannot happen (it is a zombie); never spin on it.
+                    break;
+                }
+            } else if crust_sys::reap(pid).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Reaps the init if it exited; true if it did.
+    fn check_init(&mut self) -> bool {
+        let status = match &self.pod.init {
+            Some(init) if self.init_exited.is_none() => init.try_wait(),
+            _ => return false,
+        };
+        match status {
+            Ok(Some(status)) => {
+                self.on_init_exit(status);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn on_init_exit(&mut self, status: ExitStatus) {
+        self.init_exited = Some(status);
+        self.pod.init = None;
+        let line = protocol::event_line(&init_event(status));
+        for conn in self.conns.iter_mut().filter(|c| c.watcher) {
+            conn.send(&line);
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            pod_id: self.pod.pod_id.clone(),
+            pid: std::process::id() as i32,
+            init_pid: self.pod.init_pid,
+            init_exited: self.init_exited.map(|s| InitExit {
+                exit_code: s.code(),
+                signal: s.signal(),
+            }),
+            namespaces: self.pod.namespaces(),
+        }
+    }
+
+    fn serve_conn(&mut self, i: usize) -> Next {
+        let lines = self.conns[i].read_lines();
+        for line in lines {
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            let request = match serde_json::from_slice::<Request>(text) {
+                Ok(request) => request,
+                Err(e) => {
+                    self.conns[i].send(&protocol::error_line(&format!("invalid request: {e}")));
+                    continue;
+                }
+            };
+            match request {
+                Request::Status => {
+                    let line = protocol::ok_line(&self.status());
+                    self.conns[i].send(&line);
+                }
+                Request::Watch => {
+                    let conn = &mut self.conns[i];
+                    conn.watcher = true;
+                    conn.send(&protocol::ok_line(&Empty {}));
+                    if let Some(status) = self.init_exited {
+                        conn.send(&protocol::event_line(&init_event(status)));
+                    }
+                }
+                Request::Shutdown => return Next::Shutdown,
+            }
+        }
+        self.conns[i].flush();
+        Next::Continue
+    }
+
+    /// Kills the pod init, unpins everything, answers the requester, exits.
+    fn shutdown(mut self, requester: usize) -> i32 {
+        if self.init_exited.is_none() {
+            if let Some(status) = self.pod.kill_init() {
+                self.on_init_exit(status);
+            }
+        }
+        // Reap what else has exited; what runs is not ours to kill (yet).
+        while let Ok(Some(pid)) = crust_sys::peek_exited_child() {
+            if crust_sys::reap(pid).is_err() {
+                break;
+            }
+        }
+        let errors = self.pod.release();
+        let reply = if errors.is_empty() {
+            protocol::ok_line(&Empty {})
+        } else {
+            protocol::error_line(&format!("shutting down: {}", errors.join("; ")))
+        };
+        // Watchers get what is pending (the init's exit) on a best-effort basis; the requester
+        // gets its answer even if it has to wait a little.
+        for (i, conn) in self.conns.iter_mut().enumerate() {
+            if i != requester {
+                conn.flush();
+            }
+        }
+        let conn = &mut self.conns[requester];
+        conn.output.extend_from_slice(&reply);
+        let _ = conn.stream.set_nonblocking(false);
+        let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = conn.stream.write_all(&conn.output);
+        if errors.is_empty() {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+fn init_event(status: ExitStatus) -> Event {
+    Event::InitExited {
+        exit_code: status.code(),
+        signal: status.signal(),
+    }
+}
