@@ -203,6 +203,19 @@ impl Drop for Crustd {
         if self.child.is_some() && self.terminate().is_err() {
             self.kill();
         }
+        // A test that failed midway may leave pods: end their monitors and unpin whatever is
+        // mounted below the instance's directory so that nothing outlives the test.
+        for pid in monitors_under(self.dir.path()) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
     }
 }
 
@@ -233,7 +246,7 @@ pub fn write_hosts_toml(dir: &Path, host: &str, text: &str) -> anyhow::Result<()
 /// A crustd config whose registry hosts live in `certs_dir` and whose CNI directory is empty.
 pub fn config_with_hosts(certs_dir: &Path, extra: &str) -> String {
     format!(
-        "[registry]\nconfig_path = {:?}\n{extra}\n[network]\nconf_dir = {:?}\n",
+        "[registry]\nconfig_path = {:?}\n{extra}\n[network]\nconf_dir = {:?}\ndefault_conflist = false\n",
         certs_dir.display().to_string(),
         certs_dir.join("no-cni").display().to_string()
     )
@@ -416,4 +429,144 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A CNI network of a test's own: a conflist naming bridge `crt<index>` on 10.88.<index>.0/24
+/// (ipMasq off, host-local IPAM state in the test's directory, portmap), so tests can run in
+/// parallel. Dropping it deletes the bridge.
+pub struct PodNet {
+    pub conf_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub bridge: String,
+    pub name: String,
+    pub gateway: String,
+    pub subnet_prefix: String,
+}
+
+impl PodNet {
+    pub fn new(dir: &Path, index: u8) -> PodNet {
+        let conf_dir = dir.join("net.d");
+        let data_dir = dir.join("cni-ipam");
+        std::fs::create_dir_all(&conf_dir).expect("conf dir");
+        let bridge = format!("crt{index}");
+        let name = format!("crust-test-{index}");
+        let net = PodNet {
+            conf_dir,
+            data_dir,
+            gateway: format!("10.88.{index}.1"),
+            subnet_prefix: format!("10.88.{index}."),
+            bridge,
+            name,
+        };
+        net.write_conflist(&[]);
+        net
+    }
+
+    /// Writes the conflist with `extra` plugins after bridge and portmap.
+    pub fn write_conflist(&self, extra: &[serde_json::Value]) {
+        let index = self.gateway.split('.').nth(2).unwrap_or("0");
+        let mut plugins = vec![
+            serde_json::json!({
+                "type": "bridge",
+                "bridge": self.bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": self.data_dir,
+                    "ranges": [[{"subnet": format!("10.88.{index}.0/24")}]],
+                    "routes": [{"dst": "0.0.0.0/0"}]
+                }
+            }),
+            serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}),
+        ];
+        plugins.extend(extra.iter().cloned());
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": self.name,
+            "plugins": plugins,
+        });
+        std::fs::write(
+            self.conf_dir.join("10-test.conflist"),
+            serde_json::to_vec_pretty(&conflist).unwrap(),
+        )
+        .expect("writing conflist");
+    }
+
+    /// The `[network]` section for crustd.
+    pub fn config(&self, bin_dirs: &[&Path]) -> String {
+        let mut dirs: Vec<String> = bin_dirs
+            .iter()
+            .map(|d| format!("{:?}", d.display().to_string()))
+            .collect();
+        dirs.push("\"/usr/lib/cni\"".into());
+        format!(
+            "[network]\nconf_dir = {:?}\nbin_dirs = [{}]\ndefault_conflist = false\n",
+            self.conf_dir.display().to_string(),
+            dirs.join(", ")
+        )
+    }
+
+    /// IPs host-local holds allocated on this network.
+    pub fn allocated_ips(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.data_dir.join(&self.name))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Interfaces enslaved to the bridge (one veth per pod).
+    pub fn bridge_ports(&self) -> usize {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Mount points below `dir` (namespace pins, /dev/shm tmpfs).
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(|m| m.to_string())
+        .collect()
+}
+
+/// PIDs of live crust-monitor processes whose command line mentions `dir`.
+pub fn monitors_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("crust-monitor") && cmdline.contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
 }

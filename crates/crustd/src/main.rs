@@ -72,7 +72,7 @@ async fn serve(args: Args, config: Config, config_path: PathBuf) -> anyhow::Resu
     // Before anything touches state: a second crustd must not take over a live socket.
     let listener = bind(&args.listen).await?;
     let socket_id = inode(&args.listen);
-    let state = State::open(config, config_path, args.root.clone(), args.runroot.clone())?;
+    let state = State::open(config, config_path, args.root.clone(), args.runroot.clone()).await?;
     tracing::info!(
         listen = %args.listen.display(),
         root = %args.root.display(),

@@ -40,6 +40,8 @@ pub struct NetworkConfig {
     pub conf_dir: PathBuf,
     /// Where CNI plugin binaries are looked up, in order.
     pub bin_dirs: Vec<PathBuf>,
+    /// Write crust's default conflist into conf_dir at start when it holds no valid config.
+    pub default_conflist: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,8 @@ pub struct RuntimeSection {
     /// Handler used when a pod names none; empty means crun if configured, else runc.
     pub default_handler: String,
     pub cgroup_driver: CgroupDriver,
+    /// The crust-monitor binary; empty means next to crustd, else found in PATH.
+    pub monitor_path: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +95,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             conf_dir: "/etc/cni/net.d".into(),
             bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            default_conflist: true,
         }
     }
 }
@@ -100,6 +105,7 @@ impl Default for RuntimeSection {
         RuntimeSection {
             default_handler: String::new(),
             cgroup_driver: CgroupDriver::Cgroupfs,
+            monitor_path: PathBuf::new(),
         }
     }
 }

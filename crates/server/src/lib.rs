@@ -1,7 +1,8 @@
 //! The CRI service layer: thin RPC handlers (one file per RPC under `service/`) over the
-//! image store and, later, pods and containers.
+//! image store and the pod sandboxes (and, later, containers).
 
 pub mod config;
+pub mod sandbox;
 pub mod service;
 pub mod status;
 

@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
+const PODS: TableDefinition<&str, &[u8]> = TableDefinition::new("pods");
+
+mod pod;
+pub use pod::{name_key, PodNetwork, PodRecord, PodState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -119,6 +123,7 @@ impl Store {
         let txn = db.begin_write()?;
         txn.open_table(IMAGES)?;
         txn.open_table(LAYERS)?;
+        txn.open_table(PODS)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -194,6 +199,27 @@ impl Store {
 
     pub fn delete_layer(&self, diff_id: &str) -> Result<bool> {
         self.delete(LAYERS, diff_id)
+    }
+
+    pub fn list_pods(&self) -> Result<Vec<PodRecord>> {
+        self.list(PODS)
+    }
+
+    pub fn get_pod(&self, id: &str) -> Result<Option<PodRecord>> {
+        self.get(PODS, id)
+    }
+
+    /// Inserts or replaces the pod's record.
+    pub fn put_pod(&self, pod: &PodRecord) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(PODS)?
+            .insert(pod.id.as_str(), encode(pod).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_pod(&self, id: &str) -> Result<bool> {
+        self.delete(PODS, id)
     }
 
     fn list<T: for<'de> Deserialize<'de>>(

@@ -22,11 +22,12 @@ pub struct State {
     pub root: PathBuf,
     pub runroot: PathBuf,
     pub images: Arc<ImageManager>,
+    pub pods: Arc<crate::sandbox::Pods>,
 }
 
 impl State {
     /// The image store and its records under `root`, cleaned of an earlier run's leftovers.
-    pub fn open(
+    pub async fn open(
         config: Config,
         config_path: PathBuf,
         root: PathBuf,
@@ -41,6 +42,13 @@ impl State {
             crust_store::Store::open(&root.join("crust.db"))
                 .context("opening the metadata store")?,
         );
+        let pods = crate::sandbox::Pods::open(
+            store.clone(),
+            config.clone(),
+            root.clone(),
+            runroot.clone(),
+        )
+        .await?;
         let images = ImageManager::open(
             crust_image::ImageConfigOptions {
                 root: root.join("images"),
@@ -57,6 +65,7 @@ impl State {
             root,
             runroot,
             images,
+            pods,
         }))
     }
 }

@@ -11,8 +11,13 @@ use tracing::Instrument;
 use super::{traced, State};
 use crate::status::unimplemented;
 
+mod list_pod_sandbox;
+mod pod_sandbox_status;
+mod remove_pod_sandbox;
+mod run_pod_sandbox;
 mod runtime_config;
 mod status;
+mod stop_pod_sandbox;
 mod version;
 
 pub struct RuntimeSvc {
@@ -90,14 +95,89 @@ impl RuntimeService for RuntimeSvc {
         .map(Response::new)
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        let req = req.into_inner();
+        let name = req
+            .config
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref())
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let span = tracing::info_span!("RunPodSandbox", pod_name = %name);
+        traced(
+            "RunPodSandbox",
+            run_pod_sandbox::run_pod_sandbox(&self.state, req)
+                .instrument(span)
+                .await,
+        )
+        .map(Response::new)
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("StopPodSandbox", pod = %req.pod_sandbox_id);
+        traced(
+            "StopPodSandbox",
+            stop_pod_sandbox::stop_pod_sandbox(&self.state, req)
+                .instrument(span)
+                .await,
+        )
+        .map(Response::new)
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("RemovePodSandbox", pod = %req.pod_sandbox_id);
+        traced(
+            "RemovePodSandbox",
+            remove_pod_sandbox::remove_pod_sandbox(&self.state, req)
+                .instrument(span)
+                .await,
+        )
+        .map(Response::new)
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("PodSandboxStatus", pod = %req.pod_sandbox_id);
+        traced(
+            "PodSandboxStatus",
+            pod_sandbox_status::pod_sandbox_status(&self.state, req)
+                .instrument(span)
+                .await,
+        )
+        .map(Response::new)
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+        let span = tracing::info_span!("ListPodSandbox");
+        traced(
+            "ListPodSandbox",
+            list_pod_sandbox::list_pod_sandbox(&self.state, req.into_inner())
+                .instrument(span)
+                .await,
+        )
+        .map(Response::new)
+    }
+
     type GetContainerEventsStream = tonic::codegen::BoxStream<ContainerEventResponse>;
 
     not_yet! {
-        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox";
-        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox";
-        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox";
-        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus";
-        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox";
         create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
         start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
         stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";

@@ -1,0 +1,341 @@
+//! The pod cgroup: named by kubelet (`cgroup_parent`), created here when it does not exist yet
+//! (crictl or a test without kubelet), limited by the pod's resources and overhead only when
+//! crustd created it (kubelet manages the ones it makes), and removed with the pod.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::config::CgroupDriver;
+
+/// Controllers crustd creates pod cgroups in on a cgroup v1 (or hybrid) node.
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "hugetlb",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup_parent {parent:?}: {reason}")]
+    BadParent { parent: String, reason: String },
+    #[error("cgroup {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where the node's cgroup hierarchies are mounted.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// cgroup v1 or hybrid: one mount per controller (mount point by controller name).
+    V1(BTreeMap<String, PathBuf>),
+    /// cgroup v2 only.
+    V2(PathBuf),
+}
+
+impl Layout {
+    /// Reads /proc/self/mountinfo.
+    pub fn detect() -> io::Result<Layout> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+        Ok(Self::parse(&info))
+    }
+
+    fn parse(mountinfo: &str) -> Layout {
+        let mut v1 = BTreeMap::new();
+        let mut v2 = None;
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mount_point = left.split(' ').nth(4).unwrap_or_default();
+            let mut r = right.split(' ');
+            let fstype = r.next().unwrap_or_default();
+            let _source = r.next();
+            let options = r.next().unwrap_or_default();
+            match fstype {
+                "cgroup2" => v2 = Some(PathBuf::from(mount_point)),
+                "cgroup" => {
+                    for opt in options.split(',') {
+                        if V1_CONTROLLERS.contains(&opt) {
+                            v1.insert(opt.to_string(), PathBuf::from(mount_point));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if v1.is_empty() {
+            Layout::V2(v2.unwrap_or_else(|| "/sys/fs/cgroup".into()))
+        } else {
+            Layout::V1(v1)
+        }
+    }
+
+    /// The directories of the cgroup `path` (cgroupfs form) in every hierarchy.
+    fn dirs(&self, path: &str) -> Vec<(Option<&str>, PathBuf)> {
+        let rel = path.trim_start_matches('/');
+        match self {
+            Layout::V1(mounts) => {
+                // Co-mounted controllers (cpu,cpuacct) share one directory: visit it once.
+                let mut seen = Vec::new();
+                let mut out = Vec::new();
+                for (controller, mount) in mounts {
+                    if !seen.contains(mount) {
+                        seen.push(mount.clone());
+                        out.push((Some(controller.as_str()), mount.join(rel)));
+                    }
+                }
+                out
+            }
+            Layout::V2(root) => vec![(None, root.join(rel))],
+        }
+    }
+}
+
+/// The pod cgroup in cgroupfs path form. With the systemd driver kubelet names a slice
+/// (`kubepods-burstable-pod123.slice`), which lives at
+/// `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod123.slice`.
+pub fn pod_cgroup_path(parent: &str, driver: CgroupDriver) -> Result<String, CgroupError> {
+    let bad = |reason: &str| CgroupError::BadParent {
+        parent: parent.to_string(),
+        reason: reason.to_string(),
+    };
+    match driver {
+        CgroupDriver::Cgroupfs => {
+            if !parent.starts_with('/') {
+                return Err(bad(
+                    "must be an absolute cgroupfs path with the cgroupfs driver",
+                ));
+            }
+            if parent
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.contains('\0'))
+            {
+                return Err(bad("must not contain . or .. components"));
+            }
+            Ok(parent.trim_end_matches('/').to_string())
+        }
+        CgroupDriver::Systemd => {
+            let Some(stem) = parent.strip_suffix(".slice") else {
+                return Err(bad(
+                    "must be a systemd slice name (NAME.slice) with the systemd driver",
+                ));
+            };
+            if stem.is_empty()
+                || stem.contains('/')
+                || stem.starts_with('-')
+                || stem.ends_with('-')
+                || stem.contains("--")
+            {
+                return Err(bad("is not a valid systemd slice name"));
+            }
+            if stem == "-" {
+                return Ok("/".into());
+            }
+            let mut path = String::new();
+            let mut prefix = String::new();
+            for part in stem.split('-') {
+                if !prefix.is_empty() {
+                    prefix.push('-');
+                }
+                prefix.push_str(part);
+                path.push('/');
+                path.push_str(&prefix);
+                path.push_str(".slice");
+            }
+            Ok(path)
+        }
+    }
+}
+
+/// Limits applied to a pod cgroup crustd created.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: Option<i64>,
+    pub cpu_period: Option<i64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_shares: Option<i64>,
+}
+
+/// Makes sure `path` exists in every hierarchy; returns the directories it created (deepest
+/// last), which are the ones to remove with the pod.
+pub fn ensure(layout: &Layout, path: &str) -> Result<Vec<PathBuf>, CgroupError> {
+    let mut created = Vec::new();
+    for (controller, dir) in layout.dirs(path) {
+        let mut missing = Vec::new();
+        let mut cur = dir.as_path();
+        while !cur.exists() {
+            missing.push(cur.to_path_buf());
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        for d in missing.into_iter().rev() {
+            match std::fs::create_dir(&d) {
+                Ok(()) => {
+                    if controller == Some("cpuset") {
+                        inherit_cpuset(&d)?;
+                    }
+                    created.push(d);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    remove(&created);
+                    return Err(CgroupError::Io { path: d, source: e });
+                }
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// A new v1 cpuset cgroup starts with no CPUs or memory nodes: copy the parent's.
+fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    let parent = dir.parent().unwrap_or(dir);
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let value = std::fs::read_to_string(parent.join(file)).map_err(io_err(parent))?;
+        std::fs::write(dir.join(file), value.trim()).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes the limits into the pod cgroup.
+pub fn apply(layout: &Layout, path: &str, limits: &Limits) -> Result<(), CgroupError> {
+    let rel = path.trim_start_matches('/');
+    let write = |file: PathBuf, value: String| -> Result<(), CgroupError> {
+        std::fs::write(&file, value).map_err(|source| CgroupError::Io { path: file, source })
+    };
+    match layout {
+        Layout::V1(mounts) => {
+            if let (Some(mem), Some(mount)) = (limits.memory_bytes, mounts.get("memory")) {
+                write(
+                    mount.join(rel).join("memory.limit_in_bytes"),
+                    mem.to_string(),
+                )?;
+            }
+            if let Some(mount) = mounts.get("cpu") {
+                let dir = mount.join(rel);
+                if let Some(period) = limits.cpu_period {
+                    write(dir.join("cpu.cfs_period_us"), period.to_string())?;
+                }
+                if let Some(quota) = limits.cpu_quota {
+                    write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                }
+                if let Some(shares) = limits.cpu_shares {
+                    write(dir.join("cpu.shares"), shares.to_string())?;
+                }
+            }
+        }
+        Layout::V2(root) => {
+            let dir = root.join(rel);
+            if let Some(mem) = limits.memory_bytes {
+                write(dir.join("memory.max"), mem.to_string())?;
+            }
+            if limits.cpu_quota.is_some() || limits.cpu_period.is_some() {
+                let quota = match limits.cpu_quota {
+                    Some(q) if q > 0 => q.to_string(),
+                    _ => "max".into(),
+                };
+                let period = limits.cpu_period.unwrap_or(100_000);
+                write(dir.join("cpu.max"), format!("{quota} {period}"))?;
+            }
+            if let Some(shares) = limits.cpu_shares {
+                // The conversion runc and kubelet use from shares (2..262144) to weight (1..10000).
+                let weight = 1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                write(dir.join("cpu.weight"), weight.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves `pid` into the pod cgroup in every hierarchy.
+pub fn add_process(layout: &Layout, path: &str, pid: i32) -> Result<(), CgroupError> {
+    for (_, dir) in layout.dirs(path) {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(|source| CgroupError::Io {
+            path: procs,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes cgroup directories crustd created, deepest first. A cgroup still holding processes
+/// cannot go; that is logged, not fatal (it is retried when the pod is removed again).
+pub fn remove(created: &[PathBuf]) -> Vec<(PathBuf, io::Error)> {
+    let mut failed = Vec::new();
+    let mut dirs: Vec<&PathBuf> = created.iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        let mut result = std::fs::remove_dir(d);
+        // A cgroup whose last process just died can stay busy for a moment.
+        for _ in 0..50 {
+            match &result {
+                Err(e) if e.raw_os_error() == Some(16) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    result = std::fs::remove_dir(d);
+                }
+                _ => break,
+            }
+        }
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => failed.push((d.clone(), e)),
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_slices_expand_to_their_path() {
+        assert_eq!(
+            pod_cgroup_path("kubepods-burstable-pod123.slice", CgroupDriver::Systemd).unwrap(),
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod123.slice"
+        );
+        assert!(pod_cgroup_path("/kubepods/pod1", CgroupDriver::Systemd).is_err());
+        assert!(pod_cgroup_path("a--b.slice", CgroupDriver::Systemd).is_err());
+    }
+
+    #[test]
+    fn cgroupfs_paths_are_absolute_and_stay_inside() {
+        assert_eq!(
+            pod_cgroup_path("/kubepods/besteffort/pod1/", CgroupDriver::Cgroupfs).unwrap(),
+            "/kubepods/besteffort/pod1"
+        );
+        assert!(pod_cgroup_path("kubepods", CgroupDriver::Cgroupfs).is_err());
+        assert!(pod_cgroup_path("/kubepods/../../x", CgroupDriver::Cgroupfs).is_err());
+    }
+
+    #[test]
+    fn layouts_from_mountinfo() {
+        let hybrid = "30 25 0:26 / /sys/fs/cgroup/unified rw,relatime shared:4 - cgroup2 cgroup2 rw\n\
+                      31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw shared:5 - cgroup cgroup rw,cpu,cpuacct\n\
+                      32 25 0:28 / /sys/fs/cgroup/memory rw shared:6 - cgroup cgroup rw,memory\n";
+        let Layout::V1(m) = Layout::parse(hybrid) else {
+            panic!("hybrid is v1 for controllers")
+        };
+        assert_eq!(m["cpu"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
+        let l = Layout::parse(hybrid);
+        // cpu and cpuacct share one directory, visited once.
+        assert_eq!(l.dirs("/a").len(), 2);
+        let v2 = "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert!(matches!(Layout::parse(v2), Layout::V2(p) if p == Path::new("/sys/fs/cgroup")));
+    }
+}
