@@ -194,3 +194,65 @@ async fn errors_name_the_endpoint() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(sock.to_str().unwrap()), "{stderr}");
 }
+
+#[tokio::test]
+async fn runp_pods_inspectp_stopp_rmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = crust_tests::PodNet::new(dir.path(), 19);
+    let network = net.config(&[]);
+    let crustd = Crustd::start_with(move |d| {
+        format!(
+            "[registry]\nconfig_path = {:?}\n{network}",
+            d.join("certs.d").display().to_string()
+        )
+    })
+    .await
+    .unwrap();
+    // crictl's own pod config format, YAML with snake_case keys.
+    let config = dir.path().join("pod.yaml");
+    std::fs::write(
+        &config,
+        "metadata:\n  name: ctl-pod\n  namespace: default\n  uid: ctl-pod-uid\n  attempt: 1\n\
+         hostname: ctl-pod\nlabels:\n  tier: web\nlog_directory: /tmp/crust-ctl-pod-logs\n\
+         linux:\n  security_context:\n    namespace_options:\n      pid: 0\n",
+    )
+    .unwrap();
+    let id = ok(&crustd, &["runp", config.to_str().unwrap()])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+
+    let table = ok(&crustd, &["pods"]);
+    assert!(table.starts_with("POD ID"), "{table}");
+    assert!(table.contains(&id[..13]) && table.contains("Ready") && table.contains("ctl-pod"));
+    assert_eq!(ok(&crustd, &["pods", "-q"]).trim(), id);
+    assert_eq!(ok(&crustd, &["pods", "-q", "--label", "tier=web"]).trim(), id);
+    assert_eq!(ok(&crustd, &["pods", "-q", "--label", "tier=db"]).trim(), "");
+    assert_eq!(ok(&crustd, &["pods", "-q", "--name", "ctl"]).trim(), id);
+    let listed = json(&crustd, &["pods", "-o", "json"]);
+    assert_eq!(listed["items"][0]["metadata"]["attempt"], 1);
+
+    let inspect = json(&crustd, &["inspectp", &id[..12]]);
+    assert_eq!(inspect["status"]["state"], "SANDBOX_READY");
+    let ip = inspect["status"]["network"]["ip"].as_str().unwrap();
+    assert!(ip.starts_with(&net.subnet_prefix), "{inspect}");
+    assert!(inspect["info"]["netNamespacePath"].is_string(), "{inspect}");
+
+    // rmp refuses a ready pod without -f.
+    let r = run(&crustd, &["rmp", &id]);
+    assert_ne!(r.code, 0);
+    ok(&crustd, &["stopp", &id]);
+    assert_eq!(
+        json(&crustd, &["inspectp", &id])["status"]["state"],
+        "SANDBOX_NOTREADY"
+    );
+    assert_eq!(ok(&crustd, &["pods", "-q", "--state", "ready"]).trim(), "");
+    ok(&crustd, &["rmp", &id]);
+    assert_eq!(ok(&crustd, &["pods", "-q"]).trim(), "");
+    // -a -f: stops and removes everything.
+    ok(&crustd, &["runp", config.to_str().unwrap()]);
+    ok(&crustd, &["rmp", "-a", "-f"]);
+    assert_eq!(ok(&crustd, &["pods", "-q"]).trim(), "");
+    assert!(net.allocated_ips().is_empty());
+    let _ = std::fs::remove_dir_all("/tmp/crust-ctl-pod-logs");
+}

@@ -115,6 +115,104 @@ mod tests {
         );
     }
 
+    /// crictl's docs' pod-config.json, snake_case as crictl's examples write it.
+    const CRICTL_POD_JSON: &str = r#"{
+        "metadata": {"name": "nginx-sandbox", "namespace": "default", "attempt": 1,
+                     "uid": "hdishd83djaidwnduwk28bcsb"},
+        "log_directory": "/tmp",
+        "dns_config": {"servers": ["10.96.0.10"], "searches": ["svc.cluster.local"]},
+        "port_mappings": [{"protocol": 0, "container_port": 80, "host_port": 8080}],
+        "labels": {"app": "nginx"},
+        "linux": {"cgroup_parent": "/crust-test",
+                  "security_context": {"namespace_options": {"network": 0, "pid": 1}}}
+    }"#;
+
+    fn check_full(config: &PodSandboxConfig) {
+        let m = config.metadata.as_ref().unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.namespace.as_str(), m.attempt),
+            ("nginx-sandbox", "default", 1)
+        );
+        assert_eq!(m.uid, "hdishd83djaidwnduwk28bcsb");
+        assert_eq!(config.log_directory, "/tmp");
+        assert_eq!(config.dns_config.as_ref().unwrap().servers, ["10.96.0.10"]);
+        assert_eq!(config.port_mappings[0].container_port, 80);
+        assert_eq!(config.port_mappings[0].host_port, 8080);
+        assert_eq!(config.labels["app"], "nginx");
+        let linux = config.linux.as_ref().unwrap();
+        assert_eq!(linux.cgroup_parent, "/crust-test");
+        let ns = linux
+            .security_context
+            .as_ref()
+            .unwrap()
+            .namespace_options
+            .as_ref()
+            .unwrap();
+        assert_eq!(ns.network, k8s_cri::v1::NamespaceMode::Pod as i32);
+        assert_eq!(ns.pid, k8s_cri::v1::NamespaceMode::Container as i32);
+    }
+
+    #[test]
+    fn pod_config_both_field_name_styles() {
+        check_full(&parse::<PodSandboxConfig>(CRICTL_POD_JSON).unwrap());
+        // protojson's lowerCamelCase, enums by name, 64-bit as strings
+        let camel = r#"{
+            "metadata": {"name": "nginx-sandbox", "namespace": "default", "attempt": 1,
+                         "uid": "hdishd83djaidwnduwk28bcsb"},
+            "logDirectory": "/tmp",
+            "dnsConfig": {"servers": ["10.96.0.10"]},
+            "portMappings": [{"protocol": "TCP", "containerPort": 80, "hostPort": 8080}],
+            "labels": {"app": "nginx"},
+            "linux": {"cgroupParent": "/crust-test",
+                      "securityContext": {"namespaceOptions": {"network": "POD", "pid": "CONTAINER"}}}
+        }"#;
+        check_full(&parse::<PodSandboxConfig>(camel).unwrap());
+        let yaml_snake = "metadata:\n  name: nginx-sandbox\n  namespace: default\n  attempt: 1\n  \
+            uid: hdishd83djaidwnduwk28bcsb\nlog_directory: /tmp\ndns_config:\n  servers: [10.96.0.10]\n\
+            port_mappings:\n- container_port: 80\n  host_port: 8080\nlabels:\n  app: nginx\nlinux:\n  \
+            cgroup_parent: /crust-test\n  security_context:\n    namespace_options:\n      network: 0\n      pid: 1\n";
+        check_full(&parse::<PodSandboxConfig>(yaml_snake).unwrap());
+        let yaml_camel = yaml_snake
+            .replace("log_directory", "logDirectory")
+            .replace("dns_config", "dnsConfig")
+            .replace("port_mappings", "portMappings")
+            .replace("container_port", "containerPort")
+            .replace("host_port", "hostPort")
+            .replace("cgroup_parent", "cgroupParent")
+            .replace("security_context", "securityContext")
+            .replace("namespace_options", "namespaceOptions")
+            .replace("network: 0", "network: POD")
+            .replace("pid: 1", "pid: CONTAINER");
+        check_full(&parse::<PodSandboxConfig>(&yaml_camel).unwrap());
+    }
+
+    #[test]
+    fn pod_config_files_json_and_yaml() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("pod.json");
+        std::fs::write(&json, CRICTL_POD_JSON).unwrap();
+        check_full(&load_pod_sandbox_config(&json).unwrap());
+        let yaml = dir.path().join("pod.yaml");
+        std::fs::write(
+            &yaml,
+            "metadata: {name: web, namespace: default}\nlinux: {}\n",
+        )
+        .unwrap();
+        let config = load_pod_sandbox_config(&yaml).unwrap();
+        assert_eq!(config.metadata.unwrap().uid.len(), 36, "uid generated");
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "metadata: {name: web}\n").unwrap();
+        let err = load_pod_sandbox_config(&bad).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("name or namespace is not in metadata"),
+            "{err:#}"
+        );
+        let err = load_pod_sandbox_config(&dir.path().join("missing.json")).unwrap_err();
+        assert!(err.to_string().contains("not found"), "{err}");
+        std::fs::write(&bad, "{\"metadata\": [1]}").unwrap();
+        assert!(load_pod_sandbox_config(&bad).is_err());
+    }
+
     #[test]
     fn missing_metadata_is_an_error() {
         let mut config: PodSandboxConfig = parse("{}").unwrap();

@@ -3,10 +3,12 @@
 //! `main` parses the command line and dispatches to `cmd::<verb>::run`; `client` holds
 //! the connection, `output` the printing helpers, `protojson` crictl's JSON shape.
 
+mod bench;
 mod client;
 mod cmd;
 mod config;
 mod duration;
+mod gotime;
 mod output;
 mod protojson;
 mod template;
@@ -64,6 +66,18 @@ enum Command {
     Rmi(cmd::rmi::RmiArgs),
     /// Return image filesystem info
     Imagefsinfo(cmd::imagefsinfo::ImagefsinfoArgs),
+    /// Run a new pod
+    Runp(cmd::runp::RunpArgs),
+    /// List pods
+    Pods(cmd::pods::PodsArgs),
+    /// Display the status of one or more pods
+    Inspectp(cmd::inspectp::InspectpArgs),
+    /// Stop one or more running pods
+    Stopp(cmd::stopp::StoppArgs),
+    /// Remove one or more pods
+    Rmp(cmd::rmp::RmpArgs),
+    /// Time CRI workloads against the runtime (crust's benchmarks)
+    Bench(bench::BenchArgs),
 }
 
 impl Cli {
@@ -94,6 +108,12 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Inspecti(args) => cmd::inspecti::run(&ctx, args, out).await,
         Command::Rmi(args) => cmd::rmi::run(&ctx, args, out).await,
         Command::Imagefsinfo(args) => cmd::imagefsinfo::run(&ctx, args, out).await,
+        Command::Runp(args) => cmd::runp::run(&ctx, args, out).await,
+        Command::Pods(args) => cmd::pods::run(&ctx, args, out).await,
+        Command::Inspectp(args) => cmd::inspectp::run(&ctx, args, out).await,
+        Command::Stopp(args) => cmd::stopp::run(&ctx, args, out).await,
+        Command::Rmp(args) => cmd::rmp::run(&ctx, args, out).await,
+        Command::Bench(args) => bench::run(&ctx, args, out).await,
     }
 }
 
@@ -220,5 +240,89 @@ mod tests {
         ok(&["imagefsinfo", "-o", "table"]).unwrap();
         ok(&["info", "-o", "yaml", "-q"]).unwrap();
         assert!(ok(&["info", "-o", "table"]).is_err());
+    }
+
+    #[test]
+    fn pod_verb_flags() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["crustctl"];
+            argv.extend(args);
+            Cli::try_parse_from(argv).map_err(|e| e.to_string())
+        };
+        let cli = parse(&["runp", "-r", "crun", "-T", "30s", "pod.json"]).unwrap();
+        let Command::Runp(runp) = cli.command else {
+            panic!("runp");
+        };
+        assert_eq!(runp.runtime, "crun");
+        assert_eq!(runp.cancel_timeout, Duration::from_secs(30));
+        assert_eq!(runp.config, std::path::PathBuf::from("pod.json"));
+        assert!(parse(&["runp"]).is_err());
+        assert!(parse(&["runp", "a.json", "b.json"]).is_err());
+
+        let cli = parse(&[
+            "pods",
+            "--id",
+            "abc",
+            "--name",
+            "ng",
+            "--namespace",
+            "default",
+            "-s",
+            "ready",
+            "--label",
+            "a=b",
+            "--label",
+            "c=d",
+            "-q",
+            "-l",
+            "-n",
+            "3",
+            "--no-trunc",
+            "-v",
+            "-o",
+            "yaml",
+        ])
+        .unwrap();
+        let Command::Pods(pods) = cli.command else {
+            panic!("pods");
+        };
+        assert_eq!(pods.labels, ["a=b", "c=d"]);
+        assert_eq!((pods.last, pods.latest, pods.quiet), (3, true, true));
+        assert_eq!(pods.output, output::Format::Yaml);
+        assert!(parse(&["pods", "-o", "go-template"]).is_err());
+        // combined short flags, as crictl's UseShortOptionHandling allows
+        assert!(parse(&["pods", "-ql"]).is_ok());
+
+        parse(&[
+            "inspectp",
+            "p1",
+            "p2",
+            "-o",
+            "go-template",
+            "--template",
+            "{{.status.id}}",
+        ])
+        .unwrap();
+        parse(&["inspectp", "--name", "x", "-l", "-q", "-o", "table"]).unwrap();
+        parse(&["inspectp"]).unwrap();
+        parse(&["stopp", "a", "b"]).unwrap();
+        assert!(parse(&["stopp"]).is_err());
+        parse(&["rmp", "-fa"]).unwrap();
+        parse(&["rmp", "-f", "a", "b"]).unwrap();
+        assert!(parse(&["rmp"]).is_err());
+        parse(&[
+            "bench",
+            "pods",
+            "--count",
+            "5",
+            "--config",
+            "p.json",
+            "--runtime",
+            "runc",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        assert!(parse(&["bench", "pods", "--count", "0"]).is_err());
     }
 }

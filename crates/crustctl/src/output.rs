@@ -100,6 +100,14 @@ pub fn parse_info_value(key: &str, raw: &str) -> Result<Value> {
     Ok(Value::String(raw.trim_matches('"').to_owned()))
 }
 
+/// Go's `%v` of a `map[string]string`.
+pub fn go_map(map: &HashMap<String, String>) -> String {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort();
+    let entries: Vec<String> = entries.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    format!("map[{}]", entries.join(" "))
+}
+
 /// crictl's `outputStatusData`: one entry prints as an object, several as a list; keys
 /// sorted; JSON indented by two spaces and HTML-escaped like Go's `json.Marshal`.
 pub fn print_status_data(

@@ -200,6 +200,20 @@ pub fn to_value<T: Serialize>(message: &T) -> Result<Value> {
     Ok(ProtoJson::new(message)?.to_value())
 }
 
+/// The protojson `Value` of a message with each field it leaves out (unset messages) present
+/// as `null`: what crictl's `marshalMapInOrder` makes of a status, looking every field of the
+/// Go struct up in the protojson map.
+pub fn to_value_with_nulls<T: Serialize>(message: &T) -> Result<Value> {
+    let mut value = to_value(message)?;
+    let desc = proto_name::<T>().and_then(|t| schema().message(t));
+    if let (Some(desc), Value::Object(map)) = (desc, &mut value) {
+        for field in &desc.field {
+            map.entry(json_name(field)).or_insert(Value::Null);
+        }
+    }
+    Ok(value)
+}
+
 struct MessageOut<'a> {
     desc: &'a DescriptorProto,
     value: &'a Value,
@@ -634,6 +648,20 @@ mod tests {
         };
         let v = to_value(&resp).unwrap();
         assert_eq!(v, json!({"stdout": "aGkK", "stderr": "", "exitCode": 0}));
+    }
+
+    #[test]
+    fn unset_messages_as_nulls() {
+        let status = cri::PodSandboxStatus {
+            id: "p1".into(),
+            ..Default::default()
+        };
+        let v = to_value_with_nulls(&status).unwrap();
+        assert_eq!(v["id"], json!("p1"));
+        assert_eq!(v["network"], Value::Null);
+        assert_eq!(v["metadata"], Value::Null);
+        assert_eq!(v["labels"], json!({}));
+        assert_eq!(v.as_object().unwrap().len(), 9);
     }
 
     #[test]

@@ -593,6 +593,30 @@ pub async fn push_big_image_to(
     ))
 }
 
+/// A pause image for runtimes that run one per pod (containerd's `sandbox_image`): the busybox
+/// base layer, running `sleep infinity` as its long-lived process.
+pub async fn push_pause_image_to(
+    host: &str,
+    name: &str,
+    user_pass: Option<(&str, &str)>,
+) -> Result<Pushed> {
+    let img = tokio::task::spawn_blocking(|| {
+        let base = Layer::from_tar(&base_tar()?, Flavor::Oci, Compression::Gzip)?;
+        let mut config = container_config(json!({ "org.crust.test.image": "pause" }), None);
+        config["Cmd"] = json!(["sleep", "infinity"]);
+        BuiltImage::new(
+            Flavor::Oci,
+            Platform::AMD64,
+            config,
+            vec![base],
+            &[BUSYBOX_HISTORY[0]],
+        )
+    })
+    .await
+    .context("build pause image")??;
+    push_single(host, name, &img, user_pass).await
+}
+
 /// Files per big layer.
 const BIG_FILES: usize = 4;
 

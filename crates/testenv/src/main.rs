@@ -55,6 +55,15 @@ enum Cmd {
         #[arg(long, value_name = "USER:PASS")]
         auth: Option<String>,
     },
+    /// Push a pause image (busybox running `sleep infinity`) into a running registry.
+    PushPause {
+        /// HOST:PORT of the registry.
+        #[arg(long)]
+        registry: String,
+        /// Repository name, optionally with :tag (default tag latest).
+        #[arg(long)]
+        name: String,
+    },
 }
 
 fn split_auth(auth: &str) -> Result<(String, String)> {
@@ -94,6 +103,11 @@ async fn main() -> Result<()> {
             println!("manifest: {}", pushed.manifest_digest);
             println!("size: {}", pushed.size);
             eprintln!("pushed in {:.1?}", start.elapsed());
+            Ok(())
+        }
+        Cmd::PushPause { registry, name } => {
+            let pushed = crust_testenv::push_pause_image_to(&registry, &name, None).await?;
+            println!("{}", pushed.reference);
             Ok(())
         }
     }

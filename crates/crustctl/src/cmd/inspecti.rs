@@ -1,6 +1,5 @@
 //! `crustctl inspecti`: the status of one or more images.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
@@ -9,7 +8,7 @@ use k8s_cri::v1::{ImageSpec, ImageStatusRequest, ImageStatusResponse};
 
 use crate::client::Ctx;
 use crate::output::{
-    format_parser, human_size_with_precision, print_status_data, Format, StatusData,
+    format_parser, go_map, human_size_with_precision, print_status_data, Format, StatusData,
 };
 
 #[derive(Args, Debug)]
@@ -75,14 +74,6 @@ fn render_table(r: &ImageStatusResponse, verbose: bool) -> String {
         text.push_str(&format!("Info: {}\n", go_map(&r.info)));
     }
     text
-}
-
-/// Go's `%v` of a `map[string]string`.
-fn go_map(map: &HashMap<String, String>) -> String {
-    let mut entries: Vec<_> = map.iter().collect();
-    entries.sort();
-    let entries: Vec<String> = entries.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-    format!("map[{}]", entries.join(" "))
 }
 
 #[cfg(test)]
