@@ -226,8 +226,14 @@ async fn runp_pods_inspectp_stopp_rmp() {
     assert!(table.starts_with("POD ID"), "{table}");
     assert!(table.contains(&id[..13]) && table.contains("Ready") && table.contains("ctl-pod"));
     assert_eq!(ok(&crustd, &["pods", "-q"]).trim(), id);
-    assert_eq!(ok(&crustd, &["pods", "-q", "--label", "tier=web"]).trim(), id);
-    assert_eq!(ok(&crustd, &["pods", "-q", "--label", "tier=db"]).trim(), "");
+    assert_eq!(
+        ok(&crustd, &["pods", "-q", "--label", "tier=web"]).trim(),
+        id
+    );
+    assert_eq!(
+        ok(&crustd, &["pods", "-q", "--label", "tier=db"]).trim(),
+        ""
+    );
     assert_eq!(ok(&crustd, &["pods", "-q", "--name", "ctl"]).trim(), id);
     let listed = json(&crustd, &["pods", "-o", "json"]);
     assert_eq!(listed["items"][0]["metadata"]["attempt"], 1);
