@@ -145,7 +145,12 @@ impl MonitorClient {
     /// Connects to the monitor of the run directory `path` (or to the socket `path`).
     pub async fn connect(path: impl AsRef<Path>) -> Result<Self, MonitorError> {
         let socket = socket_path(path.as_ref());
-        let stream = match timeout(DEFAULT_TIMEOUT, UnixStream::connect(&socket)).await {
+        let (_dir, address) =
+            crate::protocol::socket_address(&socket).map_err(|source| MonitorError::Connect {
+                socket: socket.clone(),
+                source,
+            })?;
+        let stream = match timeout(DEFAULT_TIMEOUT, UnixStream::connect(&address)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => return Err(MonitorError::Connect { socket, source }),
             Err(_) => {

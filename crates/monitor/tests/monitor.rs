@@ -599,3 +599,28 @@ async fn spawn_errors_name_the_pod() {
     assert!(matches!(err, MonitorError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("monitor.sock"), "{err}");
 }
+
+#[tokio::test]
+async fn a_run_dir_deeper_than_sun_path_still_works() {
+    assert_root();
+    let tmp = tempfile::tempdir().unwrap();
+    // A deep run root plus a 64-hex pod ID: the socket path is far over 108 bytes.
+    let dir = tmp
+        .path()
+        .join("a".repeat(60))
+        .join("pods")
+        .join("f".repeat(64));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(dir.join("monitor.sock").as_os_str().len() > 108);
+    let pod = Pod { _tmp: tmp, dir };
+    let ready = crust_monitor::spawn(&SpawnOptions {
+        net: true,
+        ..pod.options()
+    })
+    .await
+    .unwrap();
+    let mut client = MonitorClient::connect(&pod.dir).await.unwrap();
+    assert_eq!(client.status().await.unwrap().pid, ready.pid);
+    client.shutdown().await.unwrap();
+    assert!(!pod.dir.join("monitor.sock").exists());
+}

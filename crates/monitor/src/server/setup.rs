@@ -186,7 +186,10 @@ impl Pod {
         let _ = std::fs::remove_file(&tmp);
         let fail =
             |what: &str, path: &Path, e: io::Error| format!("{what} {}: {e}", path.display());
-        let listener = UnixListener::bind(&tmp).map_err(|e| fail("listening on", &tmp, e))?;
+        // A deep run root makes the path longer than sun_path: bind through the directory.
+        let listener = crate::protocol::socket_address(&tmp)
+            .and_then(|(_dir, addr)| UnixListener::bind(addr))
+            .map_err(|e| fail("listening on", &tmp, e))?;
         let done = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| fail("setting the mode of", &tmp, e))
             .and_then(|()| {
