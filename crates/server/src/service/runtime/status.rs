@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use k8s_cri::v1::{
     RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
@@ -13,7 +13,8 @@ use crate::service::State;
 /// the effective config (under "config") and the CNI load result.
 pub(super) async fn status(state: &State, req: StatusRequest) -> Result<StatusResponse, Status> {
     let conf_dir = state.config.network.conf_dir.clone();
-    let cni = tokio::task::spawn_blocking(move || find_cni_config(&conf_dir))
+    let bin_dirs = state.config.network.bin_dirs.clone();
+    let cni = tokio::task::spawn_blocking(move || find_cni_config(&conf_dir, &bin_dirs))
         .await
         .map_err(|e| Status::internal(format!("Status: {e}")))?;
     let runtime_ready = RuntimeCondition {
@@ -73,94 +74,46 @@ pub(super) async fn status(state: &State, req: StatusRequest) -> Result<StatusRe
     })
 }
 
-/// The first valid CNI config in lexical order (`.conflist`, `.conf`, `.json`), as libcni
-/// loads them; the error says why none serves.
-pub(crate) fn find_cni_config(dir: &Path) -> Result<String, String> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("no network config found in {}: {e}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("conflist" | "conf" | "json")
-            )
-        })
-        .collect();
-    files.sort();
-    let mut problems = Vec::new();
-    for file in files {
-        match validate_cni_file(&file) {
-            Ok(()) => return Ok(file.display().to_string()),
-            Err(e) => problems.push(format!("{}: {e}", file.display())),
-        }
-    }
-    if problems.is_empty() {
-        Err(format!("no network config found in {}", dir.display()))
-    } else {
-        Err(format!(
-            "no valid network config in {} ({})",
-            dir.display(),
-            problems.join("; ")
-        ))
-    }
-}
-
-fn validate_cni_file(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))?;
-    let name = doc.get("name").and_then(|v| v.as_str()).unwrap_or("");
-    if name.is_empty() {
-        return Err("missing network name".into());
-    }
-    let is_list = path.extension().and_then(|e| e.to_str()) == Some("conflist");
-    let plugins: Vec<&serde_json::Value> = if is_list {
-        doc.get("plugins")
-            .and_then(|p| p.as_array())
-            .ok_or("missing plugins list")?
-            .iter()
-            .collect()
-    } else {
-        vec![&doc]
-    };
-    if plugins.is_empty() {
-        return Err("empty plugins list".into());
-    }
-    for p in plugins {
-        if p.get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("")
-            .is_empty()
-        {
-            return Err("a plugin has no type".into());
-        }
-    }
-    Ok(())
+/// The CNI config pods would get: the first valid one in `conf_dir` (libcni's order), whose
+/// plugins (and loopback) are all found in `bin_dirs`; the error says why none serves.
+pub(crate) fn find_cni_config(conf_dir: &Path, bin_dirs: &[PathBuf]) -> Result<String, String> {
+    let cni = crust_network::Cni::new(conf_dir.to_path_buf(), bin_dirs.to_vec());
+    let list = cni.load().map_err(|e| e.to_string())?;
+    cni.validate(&list).map_err(|e| e.to_string())?;
+    Ok(list.file.display().to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
     fn cni_config_detection() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(find_cni_config(dir.path())
-            .unwrap_err()
-            .contains("no network config"));
+        let bin = tempfile::tempdir().unwrap();
+        let bins = [bin.path().to_path_buf()];
+        assert!(find_cni_config(dir.path(), &bins).is_err());
         std::fs::write(dir.path().join("05-bad.conflist"), "{").unwrap();
-        assert!(find_cni_config(dir.path())
-            .unwrap_err()
-            .contains("invalid JSON"));
+        let err = find_cni_config(dir.path(), &bins).unwrap_err();
+        assert!(err.contains("05-bad.conflist"), "{err}");
         std::fs::write(
             dir.path().join("10-good.conflist"),
             r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"}]}"#,
         )
         .unwrap();
-        assert!(find_cni_config(dir.path())
+        // Valid, but its plugins are not installed: not ready, naming the plugin.
+        let err = find_cni_config(dir.path(), &bins).unwrap_err();
+        assert!(err.contains("bridge") || err.contains("loopback"), "{err}");
+        for plugin in ["bridge", "loopback"] {
+            let path = bin.path().join(plugin);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert!(find_cni_config(dir.path(), &bins)
             .unwrap()
             .ends_with("10-good.conflist"));
-        assert!(find_cni_config(Path::new("/nonexistent")).is_err());
+        assert!(find_cni_config(Path::new("/nonexistent"), &bins).is_err());
     }
 }
