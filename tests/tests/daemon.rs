@@ -244,3 +244,41 @@ async fn help_lists_the_documented_flags() {
         assert!(help.contains(flag), "{flag} in --help");
     }
 }
+
+#[tokio::test]
+async fn default_conflist_is_written_only_into_an_empty_conf_dir() {
+    let net = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[network]\nconf_dir = {:?}\n",
+        net.path().display().to_string()
+    );
+    let crustd = Crustd::start(&config).await.unwrap();
+    let written = net.path().join("10-crust.conflist");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&written).unwrap()).unwrap();
+    assert_eq!(doc["plugins"][0]["bridge"], "crust0", "{doc}");
+    let mut rt = crustd.runtime().await.unwrap();
+    let status = rt
+        .status(StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let net_ready = status
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
+    assert!(net_ready.status, "{net_ready:?}");
+    drop(crustd);
+    // A conf dir that already holds a valid config is left as it is.
+    std::fs::remove_file(&written).unwrap();
+    std::fs::write(
+        net.path().join("20-own.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"own","plugins":[{"type":"bridge","bridge":"own0"}]}"#,
+    )
+    .unwrap();
+    let _crustd = Crustd::start(&config).await.unwrap();
+    assert!(!written.exists());
+}
