@@ -609,15 +609,33 @@ fn count_entries(dir: &Path) -> usize {
 }
 
 fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    ["memory", "cpu", "pids", "cpuset"]
-        .iter()
-        .map(|c| {
-            Path::new("/sys/fs/cgroup")
-                .join(c)
-                .join(parent.trim_start_matches('/'))
-        })
-        .filter(|p| p.exists())
-        .collect()
+    // Every v1 hierarchy, and the v2 root ("") on a cgroup v2 node.
+    [
+        "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb", "",
+    ]
+    .iter()
+    .map(|c| {
+        Path::new("/sys/fs/cgroup")
+            .join(c)
+            .join(parent.trim_start_matches('/'))
+    })
+    .filter(|p| p.exists())
+    .collect()
+}
+
+/// Removes a test's cgroup tree (deepest first) should the test fail before crustd does.
+struct CgroupGuard(String);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for dir in cgroup_dirs(&self.0) {
+            let _ = Command::new("find")
+                .arg(&dir)
+                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 #[tokio::test]
@@ -627,6 +645,7 @@ async fn a_hundred_pod_cycles_leak_nothing() {
     let crustd = crustd_on(&net, &[]).await;
     let mut rt = crustd.runtime().await.unwrap();
     let cgroup_root = format!("/crust-it-{}", std::process::id());
+    let _cgroups = CgroupGuard(cgroup_root.clone());
     let count = |crustd: &Crustd| -> HashMap<&'static str, usize> {
         [
             ("mounts", mounts_under(crustd.dir.path()).len()),
