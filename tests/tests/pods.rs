@@ -739,3 +739,56 @@ fn alive(pid: u32) -> bool {
         .map(|s| !s.contains("State:\tZ"))
         .unwrap_or(false)
 }
+
+#[tokio::test]
+async fn a_run_the_caller_gave_up_on_is_returned_to_its_retry_not_duplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = PodNet::new(dir.path(), 20);
+    // A chained plugin whose ADD takes 2 s, longer than the caller waits.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let slow = bin.join("crust-slow");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\ninput=$(cat)\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\nsleep 2\n\
+         printf '%s' \"$input\" | jq -c .prevResult\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    net.write_conflist(&[serde_json::json!({"type": "crust-slow"})]);
+    let crustd = crustd_on(&net, &[&bin]).await;
+    let mut rt = crustd.runtime().await.unwrap();
+    let config = pod_config("retried");
+    let mut first = tonic::Request::new(RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    });
+    first.set_timeout(Duration::from_millis(500));
+    let err = rt.run_pod_sandbox(first).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    // kubelet retries with the same metadata: it gets the pod the first call made.
+    let id = run(&mut rt, config.clone()).await;
+    let listed = rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(listed.len(), 1, "one pod, not two");
+    assert_eq!(listed[0].id, id);
+    assert_eq!(net.allocated_ips().len(), 1);
+    // Once handed out, the name is reserved.
+    let err = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    stop_and_remove(&mut rt, &id).await;
+    assert!(net.allocated_ips().is_empty());
+}
