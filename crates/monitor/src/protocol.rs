@@ -140,6 +140,28 @@ pub(crate) fn event_line(event: &Event) -> Vec<u8> {
     line
 }
 
+/// Longest unix socket path the kernel takes (sun_path holds 108 bytes with the NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// A path to use for bind(2)/connect(2) of the socket `path`, however deep the run root is:
+/// the path itself when it fits sun_path, else `/proc/self/fd/N/<name>` through an open
+/// handle of its directory (kept alive by the returned `File` while the call runs).
+pub fn socket_address(
+    path: &std::path::Path,
+) -> std::io::Result<(Option<std::fs::File>, std::path::PathBuf)> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((None, path.to_path_buf()));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok((None, path.to_path_buf()));
+    };
+    let handle = std::fs::File::open(dir)?;
+    let short =
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())).join(name);
+    Ok((Some(handle), short))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,26 +209,4 @@ mod tests {
             Event::Unknown
         );
     }
-}
-
-/// Longest unix socket path the kernel takes (sun_path holds 108 bytes with the NUL).
-const SUN_PATH_MAX: usize = 107;
-
-/// A path to use for bind(2)/connect(2) of the socket `path`, however deep the run root is:
-/// the path itself when it fits sun_path, else `/proc/self/fd/N/<name>` through an open
-/// handle of its directory (kept alive by the returned `File` while the call runs).
-pub fn socket_address(
-    path: &std::path::Path,
-) -> std::io::Result<(Option<std::fs::File>, std::path::PathBuf)> {
-    use std::os::fd::AsRawFd;
-    if path.as_os_str().len() <= SUN_PATH_MAX {
-        return Ok((None, path.to_path_buf()));
-    }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Ok((None, path.to_path_buf()));
-    };
-    let handle = std::fs::File::open(dir)?;
-    let short =
-        std::path::PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())).join(name);
-    Ok((Some(handle), short))
 }
