@@ -565,20 +565,12 @@ async fn cni_failures_name_the_plugin_and_leave_nothing_behind() {
     let net = PodNet::new(dir.path(), 16);
     // A plugin whose ADD fails the way CNI plugins do: an error document and exit status 1
     // (its DEL succeeds, as the CNI spec asks of plugins, so the rollback can free the IP).
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let failing = bin.join("crust-failing");
-    std::fs::write(
-        &failing,
-        "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho 'something on stderr' >&2\n\
+    let bin = write_plugin(
+        dir.path(),
+        "crust-failing",
+        "cat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho 'something on stderr' >&2\n\
          echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"deliberate failure\",\"details\":\"for the test\"}'\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &failing,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let crustd = crustd_on(&net, &[&bin]).await;
     let mut rt = crustd.runtime().await.unwrap();
     let before_mounts = mounts_under(crustd.dir.path());
@@ -615,6 +607,16 @@ async fn cni_failures_name_the_plugin_and_leave_nothing_behind() {
     net.write_conflist(&[]);
     let id = run(&mut rt, pod_config("failing")).await;
     stop_and_remove(&mut rt, &id).await;
+}
+
+/// Writes a shell-script CNI plugin `name` into `<dir>/bin` and returns that directory.
+fn write_plugin(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = bin.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    bin
 }
 
 fn count_entries(dir: &Path) -> usize {
@@ -758,16 +760,12 @@ async fn a_run_the_caller_gave_up_on_is_returned_to_its_retry_not_duplicated() {
     let dir = tempfile::tempdir().unwrap();
     let net = PodNet::new(dir.path(), 20);
     // A chained plugin whose ADD takes 2 s, longer than the caller waits.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let slow = bin.join("crust-slow");
-    std::fs::write(
-        &slow,
-        "#!/bin/sh\ninput=$(cat)\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\nsleep 2\n\
+    let bin = write_plugin(
+        dir.path(),
+        "crust-slow",
+        "input=$(cat)\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\nsleep 2\n\
          printf '%s' \"$input\" | jq -c .prevResult\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     net.write_conflist(&[serde_json::json!({"type": "crust-slow"})]);
     let crustd = crustd_on(&net, &[&bin]).await;
     let mut rt = crustd.runtime().await.unwrap();
