@@ -1,0 +1,153 @@
+//! Argument vectors for the runtime CLI. Pure: nothing here spawns a process.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// One OCI runtime handler: which binary to run and where it keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// Path of the runtime CLI (`runc`, `crun`).
+    pub binary: PathBuf,
+    /// The runtime's state directory, passed as the global `--root`.
+    pub root: PathBuf,
+    /// Pass `--systemd-cgroup`, so `linux.cgroupsPath` is read as `slice:prefix:name`.
+    pub systemd_cgroup: bool,
+}
+
+/// What `create` needs besides the container id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// The OCI bundle: the directory holding `config.json`.
+    pub bundle: PathBuf,
+    /// Where the runtime writes the container's init pid.
+    pub pid_file: PathBuf,
+    /// A unix socket receiving the pty master when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// The runtime's JSON log (global `--log`); runc appends to it, see [`crate::last_error_after`].
+    pub log: PathBuf,
+}
+
+impl Runtime {
+    /// A runtime without systemd cgroup management.
+    pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            binary: binary.into(),
+            root: root.into(),
+            systemd_cgroup: false,
+        }
+    }
+
+    /// The argv (argv\[0\] = binary) of `create`: the global flags, then
+    /// `create --bundle B --pid-file P [--console-socket S] ID`.
+    ///
+    /// Sync on purpose: crust-monitor spawns it itself, with the container's stdio.
+    pub fn create_argv(&self, id: &str, opts: &CreateOptions) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "create".into(),
+            "--bundle".into(),
+            opts.bundle.clone().into(),
+            "--pid-file".into(),
+            opts.pid_file.clone().into(),
+        ];
+        if let Some(socket) = &opts.console_socket {
+            args.push("--console-socket".into());
+            args.push(socket.clone().into());
+        }
+        args.push(id.into());
+        self.argv(&opts.log, args)
+    }
+
+    /// `binary --root R --log LOG --log-format json [--systemd-cgroup] ARGS...`.
+    ///
+    /// Both runc and crun take `--log`/`--log-format` as global flags, before the verb.
+    pub(crate) fn argv(
+        &self,
+        log: &Path,
+        args: impl IntoIterator<Item = OsString>,
+    ) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec![
+            self.binary.clone().into(),
+            "--root".into(),
+            self.root.clone().into(),
+            "--log".into(),
+            log.into(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        if self.systemd_cgroup {
+            argv.push("--systemd-cgroup".into());
+        }
+        argv.extend(args);
+        argv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(argv: &[OsString]) -> Vec<&str> {
+        argv.iter().map(|a| a.to_str().unwrap()).collect()
+    }
+
+    fn opts(console_socket: Option<&str>) -> CreateOptions {
+        CreateOptions {
+            bundle: "/run/b".into(),
+            pid_file: "/run/b/pid".into(),
+            console_socket: console_socket.map(PathBuf::from),
+            log: "/run/b/log.json".into(),
+        }
+    }
+
+    #[test]
+    fn create_without_console_or_systemd() {
+        let rt = Runtime::new("/usr/bin/crun", "/run/crust/crun");
+        assert_eq!(
+            strings(&rt.create_argv("c1", &opts(None))),
+            [
+                "/usr/bin/crun",
+                "--root",
+                "/run/crust/crun",
+                "--log",
+                "/run/b/log.json",
+                "--log-format",
+                "json",
+                "create",
+                "--bundle",
+                "/run/b",
+                "--pid-file",
+                "/run/b/pid",
+                "c1"
+            ]
+        );
+    }
+
+    #[test]
+    fn create_with_console_and_systemd() {
+        let rt = Runtime {
+            systemd_cgroup: true,
+            ..Runtime::new("runc", "/r")
+        };
+        assert_eq!(
+            strings(&rt.create_argv("c2", &opts(Some("/run/b/console.sock")))),
+            [
+                "runc",
+                "--root",
+                "/r",
+                "--log",
+                "/run/b/log.json",
+                "--log-format",
+                "json",
+                "--systemd-cgroup",
+                "create",
+                "--bundle",
+                "/run/b",
+                "--pid-file",
+                "/run/b/pid",
+                "--console-socket",
+                "/run/b/console.sock",
+                "c2"
+            ]
+        );
+    }
+}
