@@ -24,8 +24,11 @@ use serde::{Deserialize, Serialize};
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
 const PODS: TableDefinition<&str, &[u8]> = TableDefinition::new("pods");
+const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 
+mod container;
 mod pod;
+pub use container::{container_name_key, ContainerRecord, ContainerState, ContainerUser};
 pub use pod::{name_key, PodNetwork, PodRecord, PodState};
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,7 @@ impl Store {
         txn.open_table(IMAGES)?;
         txn.open_table(LAYERS)?;
         txn.open_table(PODS)?;
+        txn.open_table(CONTAINERS)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -220,6 +224,23 @@ impl Store {
 
     pub fn delete_pod(&self, id: &str) -> Result<bool> {
         self.delete(PODS, id)
+    }
+
+    pub fn list_containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.list(CONTAINERS)
+    }
+
+    /// Inserts or replaces the container's record.
+    pub fn put_container(&self, container: &ContainerRecord) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(CONTAINERS)?
+            .insert(container.id.as_str(), encode(container).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_container(&self, id: &str) -> Result<bool> {
+        self.delete(CONTAINERS, id)
     }
 
     fn list<T: for<'de> Deserialize<'de>>(
