@@ -28,4 +28,7 @@ pub use client::{
 };
 pub use error::MonitorError;
 pub use options::SpawnOptions;
-pub use protocol::{Event, InitExit, Ready, Request, Status, NS_DIR, PID_FILE, SOCKET_NAME};
+pub use protocol::{
+    read_exit_file, ContainerExit, ContainerStatus, CreateContainer, Created, Event, InitExit,
+    Ready, Request, Status, NS_DIR, PID_FILE, SOCKET_NAME,
+};

@@ -15,6 +15,34 @@
 //! < {"ok":true}
 //! ```
 //!
+//! Containers ([`CreateContainer`]): the monitor runs the OCI runtime's `create` with stdio it
+//! owns, logs the container's output in CRI format and records its exit.
+//!
+//! ```text
+//! > {"op":"create_container","id":"c1","argv":["/usr/bin/runc","--root","/run/crust/runc",
+//!    "--log","/run/crust/pods/p1/c1/runtime.log","--log-format","json","create",
+//!    "--bundle","/run/crust/pods/p1/c1/bundle","--pid-file","/run/crust/pods/p1/c1/container.pid","c1"],
+//!    "pid_file":"/run/crust/pods/p1/c1/container.pid","log_path":"/var/log/pods/ns_p_uid/c/0.log",
+//!    "exit_file":"/run/crust/pods/p1/c1/exit.json","terminal":false,"console_socket":null,
+//!    "stdin":false,"stdin_once":false,"timeout_ms":60000}
+//! < {"ok":true,"pid":4321}
+//! < {"ok":false,"error":"runtime create exited with status 1"}
+//! > {"op":"reopen_log","id":"c1"}
+//! < {"ok":true}
+//! < {"ok":false,"error":"container c1 is not running"}
+//! > {"op":"forget","id":"c1"}
+//! < {"ok":true}
+//! > {"op":"status"}
+//! < {"ok":true,"pod_id":"p1",...,"containers":[{"id":"c1","pid":4321}]}
+//! < {"event":"container_exited","id":"c1","exit_code":7,"signal":null,"finished_at":1733130000123456789}
+//! ```
+//!
+//! `pid` is the container's init (read from `pid_file` once the runtime exited 0), in the
+//! monitor's pid namespace. When the runtime fails, crustd reads the runtime's own log for the
+//! reason. `status` lists the running containers only. The exit is written to `exit_file`
+//! ([`ContainerExit`], atomically) before the event is sent; the monitor then keeps nothing of
+//! the container, so `forget` has nothing to drop today and always succeeds.
+//!
 //! The readiness line the monitor prints on its stdout at start is a reply too: `{"ok":true,
 //! "pid":..,"init_pid":..,"namespaces":{..}}` ([`Ready`]) or `{"ok":false,"error":".."}`.
 
@@ -42,6 +70,91 @@ pub enum Request {
     /// Kill the pod init (and with it everything in the pod's pid namespace), unpin the
     /// namespaces, answer `{"ok":true}`, remove the socket and pid file, exit.
     Shutdown,
+    /// Run the OCI runtime's `create`; answered with a [`Created`].
+    CreateContainer(CreateContainer),
+    /// Close and reopen a running container's log file (it was rotated).
+    ReopenLog { id: String },
+    /// Drop what remains of an exited container (nothing, today); always `{"ok":true}`.
+    Forget { id: String },
+}
+
+/// How to create a container: the runtime command crustd built and the stdio the monitor
+/// makes for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateContainer {
+    /// The container's ID (for the protocol and the events; the runtime gets it in `argv`).
+    pub id: String,
+    /// The full runtime command: `runc --root R --log L --log-format json create --bundle B
+    /// --pid-file P [--console-socket S] ID`.
+    pub argv: Vec<String>,
+    /// Where the runtime writes the container init's pid (`--pid-file` in `argv`).
+    pub pid_file: PathBuf,
+    /// The CRI log file; empty: output is read and discarded.
+    #[serde(default)]
+    pub log_path: PathBuf,
+    /// Where the exit status is written ([`ContainerExit`]) when the container exits.
+    pub exit_file: PathBuf,
+    /// The container has a terminal: `argv` carries `--console-socket <console_socket>`.
+    #[serde(default)]
+    pub terminal: bool,
+    /// The socket the monitor listens on for the pty master (with `terminal`).
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
+    /// Keep a stdin pipe open for attach (else the container's stdin is /dev/null).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin once the first attach ends.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// How long the runtime may take.
+    #[serde(default = "default_create_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_create_timeout_ms() -> u64 {
+    60_000
+}
+
+/// The answer to [`Request::CreateContainer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The container init's pid, in the monitor's pid namespace.
+    pub pid: i32,
+}
+
+/// A running container, in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    /// Its init's pid.
+    pub pid: i32,
+}
+
+/// How a container ended: the content of its exit file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerExit {
+    /// The exit code, or 128 + the signal number when a signal killed it.
+    pub exit_code: i32,
+    /// The signal that killed it, if one did.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// When the monitor reaped it, in nanoseconds since the Unix epoch.
+    pub finished_at: u64,
+}
+
+/// Reads a container's exit file: `None` when there is none (the container has not exited, or
+/// its monitor died before recording it). For crustd's recovery; synchronous.
+pub fn read_exit_file(path: &std::path::Path) -> std::io::Result<Option<ContainerExit>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What the monitor reports once its namespaces are pinned (its readiness line).
@@ -78,6 +191,9 @@ pub struct Status {
     pub init_exited: Option<InitExit>,
     /// Each namespace the pod has of its own and its pin.
     pub namespaces: BTreeMap<String, PathBuf>,
+    /// The running containers.
+    #[serde(default)]
+    pub containers: Vec<ContainerStatus>,
 }
 
 /// Something that happened in the pod, sent to watchers.
@@ -89,6 +205,15 @@ pub enum Event {
         exit_code: i32,
         #[serde(default)]
         signal: Option<i32>,
+    },
+    /// A container's init exited (and its exit file is written).
+    ContainerExited {
+        id: String,
+        exit_code: i32,
+        #[serde(default)]
+        signal: Option<i32>,
+        /// Nanoseconds since the Unix epoch.
+        finished_at: u64,
     },
     /// An event this version does not know (sent by a newer monitor).
     #[serde(other)]
@@ -205,8 +330,70 @@ mod tests {
             b"{\"event\":\"init_exited\",\"exit_code\":137,\"signal\":9}\n"
         );
         assert_eq!(
-            serde_json::from_str::<Event>(r#"{"event":"container_exited","id":"x"}"#).unwrap(),
+            serde_json::from_str::<Event>(r#"{"event":"oom","id":"x"}"#).unwrap(),
             Event::Unknown
         );
+        let exited = Event::ContainerExited {
+            id: "c1".into(),
+            exit_code: 0,
+            signal: None,
+            finished_at: 1_733_130_000_123_456_789,
+        };
+        assert_eq!(
+            event_line(&exited),
+            b"{\"event\":\"container_exited\",\"id\":\"c1\",\"exit_code\":0,\"signal\":null,\"finished_at\":1733130000123456789}\n"
+        );
+    }
+
+    #[test]
+    fn container_requests_parse_with_defaults_and_ignore_unknown_fields() {
+        let line = r#"{"op":"create_container","id":"c1","argv":["/usr/bin/runc","create","c1"],
+            "pid_file":"/r/c1.pid","log_path":"","exit_file":"/r/exit.json","future":1}"#;
+        let Request::CreateContainer(create) = serde_json::from_str(line).unwrap() else {
+            panic!("a create_container request");
+        };
+        assert_eq!(create.id, "c1");
+        assert_eq!(create.argv, ["/usr/bin/runc", "create", "c1"]);
+        assert!(create.log_path.as_os_str().is_empty());
+        assert!(!create.terminal && !create.stdin && create.console_socket.is_none());
+        assert_eq!(create.timeout_ms, 60_000);
+        let back: Request = serde_json::from_str(
+            &serde_json::to_string(&Request::CreateContainer(create.clone())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back, Request::CreateContainer(create));
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"reopen_log","id":"c1"}"#).unwrap(),
+            Request::ReopenLog { id: "c1".into() }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Forget { id: "c1".into() }).unwrap(),
+            r#"{"op":"forget","id":"c1"}"#
+        );
+        // A status from an older monitor has no containers.
+        let status: Status = serde_json::from_str(
+            r#"{"pod_id":"p","pid":1,"init_pid":null,"init_exited":null,"namespaces":{}}"#,
+        )
+        .unwrap();
+        assert!(status.containers.is_empty());
+    }
+
+    #[test]
+    fn exit_files_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit.json");
+        assert_eq!(read_exit_file(&path).unwrap(), None);
+        std::fs::write(&path, r#"{"exit_code":137,"signal":9,"finished_at":5}"#).unwrap();
+        assert_eq!(
+            read_exit_file(&path).unwrap(),
+            Some(ContainerExit {
+                exit_code: 137,
+                signal: Some(9),
+                finished_at: 5
+            })
+        );
+        std::fs::write(&path, "garbage").unwrap();
+        let err = read_exit_file(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 }

@@ -142,6 +142,20 @@ impl PidFd {
         self.waitid(WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
     }
 
+    /// Whether the process is a child of the caller (one `waitid` could reap), without
+    /// reaping it (`waitid(P_PIDFD, WEXITED | WNOHANG | WNOWAIT)`).
+    pub fn is_child(&self) -> Result<bool, Error> {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        loop {
+            match rustix::process::waitid(WaitId::PidFd(self.fd.as_fd()), options) {
+                Ok(_) => return Ok(true),
+                Err(rustix::io::Errno::CHILD) => return Ok(false),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(Error::call("waiting for", self.who(), os(e))),
+            }
+        }
+    }
+
     /// Blocks until the process exits and reaps it. Only for our own children.
     pub fn wait(&self) -> Result<ExitStatus, Error> {
         loop {
@@ -279,6 +293,7 @@ mod tests {
     fn pidfd_signal_and_running_state() {
         let child = Command::new("sleep").arg("100").spawn().unwrap();
         let pidfd = PidFd::open(child.id() as i32).unwrap();
+        assert!(pidfd.is_child().unwrap());
         assert!(!pidfd.has_exited().unwrap());
         assert_eq!(pidfd.try_wait().unwrap(), None);
         pidfd.send_signal(Signal::KILL).unwrap();
@@ -294,6 +309,13 @@ mod tests {
         assert_eq!(ExitStatus::Exited(3).code(), 3);
         assert_eq!(ExitStatus::Exited(3).signal(), None);
         assert_eq!(ExitStatus::Exited(3).to_string(), "exit code 3");
+    }
+
+    #[test]
+    fn a_process_not_ours_is_not_a_child() {
+        let parent =
+            PidFd::open(rustix::process::getppid().unwrap().as_raw_nonzero().get()).unwrap();
+        assert!(!parent.is_child().unwrap());
     }
 
     #[test]

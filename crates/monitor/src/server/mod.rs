@@ -12,6 +12,8 @@
 //! orphans of the pod's host-namespace processes come back to it, and then serves a poll(2)
 //! loop on one thread: no async runtime, to stay small (see `serve.rs`).
 
+mod container;
+pub mod log;
 mod serve;
 mod setup;
 pub mod sysctl;

@@ -1,10 +1,13 @@
-//! P2's poll(2) loop: the socket's clients, `SIGCHLD` (through a signalfd) and the pod init's
-//! pidfd, on one thread.
+//! P2's poll(2) loop: the socket's clients, `SIGCHLD` (through a signalfd), the pod init's
+//! pidfd, and each container's pidfd and outputs ([`super::container`]), on one thread.
 //!
-//! Reaping: the pod init is watched through its pidfd and reaped with `waitid(P_PIDFD)`. Other
-//! children (orphans reparented to us as subreaper) are reaped on `SIGCHLD`, but only after
-//! peeking (`WNOWAIT`) at which child exited, so a `waitpid` of ours never steals the status
-//! of a watched child.
+//! Reaping: the pod init and the container inits are watched through their pidfds and reaped
+//! with `waitid(P_PIDFD)`. Other children (orphans reparented to us as subreaper) are reaped on
+//! `SIGCHLD`, but only after peeking (`WNOWAIT`) at which child exited, so a `waitpid` of ours
+//! never steals the status of a watched child.
+//!
+//! Each turn reads at most [`READ_PER_TURN`] bytes per container output and logs them before
+//! polling again, so a container's burst costs a bounded buffer, not memory without end.
 
 use std::{
     io::{self, Read, Write},
@@ -15,8 +18,11 @@ use std::{
 use crust_sys::{ExitStatus, SignalFd};
 use rustix::event::{PollFd, PollFlags};
 
-use super::setup::Pod;
-use crate::protocol::{self, Empty, Event, InitExit, Request, Status};
+use super::{
+    container::{Container, READ_PER_TURN},
+    setup::Pod,
+};
+use crate::protocol::{self, CreateContainer, Created, Empty, Event, InitExit, Request, Status};
 
 /// A request line longer than this is refused and the connection closed.
 const MAX_LINE: usize = 64 * 1024;
@@ -116,6 +122,20 @@ pub(super) struct Monitor {
     signals: SignalFd,
     init_exited: Option<ExitStatus>,
     conns: Vec<Conn>,
+    /// The running containers (an exited one is dropped once its exit is recorded).
+    containers: Vec<Container>,
+}
+
+/// What one poll(2) found ready.
+struct Woken {
+    signals: bool,
+    listener: bool,
+    init: bool,
+    conns: Vec<PollFlags>,
+    /// (container index, output index) of readable outputs.
+    outputs: Vec<(usize, usize)>,
+    /// IDs of containers whose pidfd is readable (their init exited).
+    exited: Vec<String>,
 }
 
 /// What a request asks of the loop.
@@ -132,13 +152,21 @@ impl Monitor {
             signals,
             init_exited: None,
             conns: Vec::new(),
+            containers: Vec::new(),
         }
     }
 
     /// Serves until a shutdown request; returns the exit code.
     pub fn run(mut self) -> i32 {
         loop {
-            let (sig, listen, init, conns) = match self.poll() {
+            let Woken {
+                signals: sig,
+                listener: listen,
+                init,
+                conns,
+                outputs,
+                exited,
+            } = match self.poll() {
                 Ok(ready) => ready,
                 Err(_) => {
                     // poll(2) itself failing (ENOMEM) is transient; do not spin.
@@ -146,6 +174,15 @@ impl Monitor {
                     continue;
                 }
             };
+            // Output before exits: an exit drains what is left anyway.
+            for (c, o) in outputs {
+                self.containers[c].read_output(o, READ_PER_TURN);
+            }
+            for id in exited {
+                if let Some(i) = self.container_index(&id) {
+                    self.check_container(i);
+                }
+            }
             if sig {
                 let _ = self.signals.drain();
                 self.reap_children();
@@ -186,14 +223,14 @@ impl Monitor {
     }
 
     /// One poll(2): whether SIGCHLD came, whether the listener has clients, whether the init's
-    /// pidfd is readable, and each connection's events.
-    fn poll(&mut self) -> rustix::io::Result<(bool, bool, bool, Vec<PollFlags>)> {
+    /// pidfd is readable, each connection's events, the containers' readable outputs and exits.
+    fn poll(&mut self) -> rustix::io::Result<Woken> {
         let init = self
             .pod
             .init
             .as_ref()
             .filter(|_| self.init_exited.is_none());
-        let mut fds = Vec::with_capacity(3 + self.conns.len());
+        let mut fds = Vec::with_capacity(3 + self.conns.len() + 3 * self.containers.len());
         fds.push(PollFd::new(&self.signals, PollFlags::IN));
         fds.push(PollFd::new(&self.listener, PollFlags::IN));
         for conn in &self.conns {
@@ -211,6 +248,17 @@ impl Monitor {
         if let Some(init) = init {
             fds.push(PollFd::new(init, PollFlags::IN));
         }
+        let first_container = fds.len();
+        // (container, None for its pidfd or Some(output)) of each fd after `first_container`.
+        let mut slots = Vec::with_capacity(3 * self.containers.len());
+        for (c, container) in self.containers.iter().enumerate() {
+            fds.push(PollFd::new(&container.pidfd, PollFlags::IN));
+            slots.push((c, None));
+            for (o, fd) in container.outputs() {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+                slots.push((c, Some(o)));
+            }
+        }
         loop {
             match rustix::event::poll(&mut fds, None) {
                 Ok(_) => break,
@@ -222,13 +270,30 @@ impl Monitor {
             .iter()
             .map(|fd| fd.revents())
             .collect();
-        let init_ready = init.is_some() && fds.last().is_some_and(|fd| !fd.revents().is_empty());
-        Ok((
-            !fds[0].revents().is_empty(),
-            !fds[1].revents().is_empty(),
-            init_ready,
+        let init_ready = init.is_some()
+            && fds[..first_container]
+                .last()
+                .is_some_and(|fd| !fd.revents().is_empty());
+        let mut outputs = Vec::new();
+        let mut exited = Vec::new();
+        for (fd, &(c, slot)) in fds[first_container..].iter().zip(&slots) {
+            if fd.revents().is_empty() {
+                continue;
+            }
+            match slot {
+                // HUP or ERR on an output is its end: reading says so.
+                Some(o) => outputs.push((c, o)),
+                None => exited.push(self.containers[c].id.clone()),
+            }
+        }
+        Ok(Woken {
+            signals: !fds[0].revents().is_empty(),
+            listener: !fds[1].revents().is_empty(),
+            init: init_ready,
             conns,
-        ))
+            outputs,
+            exited,
+        })
     }
 
     fn accept(&mut self) {
@@ -246,12 +311,17 @@ impl Monitor {
         }
     }
 
-    /// Reaps every exited child: the init through its pidfd, others by pid.
+    /// Reaps every exited child: the pod init and container inits through their pidfds, others
+    /// by pid.
     fn reap_children(&mut self) {
         while let Ok(Some(pid)) = crust_sys::peek_exited_child() {
             if self.init_exited.is_none() && self.pod.init_pid == Some(pid) {
                 if !self.check_init() {
                     // Cannot happen (it is a zombie); never spin on it.
+                    break;
+                }
+            } else if let Some(i) = self.containers.iter().position(|c| c.pid == pid) {
+                if !self.check_container(i) {
                     break;
                 }
             } else if crust_sys::reap(pid).is_err() {
@@ -275,6 +345,57 @@ impl Monitor {
         }
     }
 
+    fn container_index(&self, id: &str) -> Option<usize> {
+        self.containers.iter().position(|c| c.id == id)
+    }
+
+    /// Reaps container `i`'s init if it exited, and ends the container; true if it did.
+    fn check_container(&mut self, i: usize) -> bool {
+        match self.containers[i].try_reap() {
+            Some(status) => {
+                let container = self.containers.remove(i);
+                self.on_container_exit(container, status);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Logs the rest of its output, writes its exit file, then tells the watchers.
+    fn on_container_exit(&mut self, container: Container, status: ExitStatus) {
+        // A failed exit file write cannot be answered to anyone; the event still carries the
+        // status, and crustd's recovery finds no file (as if the monitor had died).
+        let (event, _written) = container.finish(status);
+        let line = protocol::event_line(&event);
+        for conn in self.conns.iter_mut().filter(|c| c.watcher) {
+            conn.send(&line);
+        }
+    }
+
+    fn create_container(&mut self, req: &CreateContainer) -> Vec<u8> {
+        if self.container_index(&req.id).is_some() {
+            return protocol::error_line(&format!("container {} already exists", req.id));
+        }
+        match Container::create(req) {
+            Ok(container) => {
+                let pid = container.pid;
+                self.containers.push(container);
+                protocol::ok_line(&Created { pid })
+            }
+            Err(message) => protocol::error_line(&message),
+        }
+    }
+
+    fn reopen_log(&mut self, id: &str) -> Vec<u8> {
+        let Some(i) = self.container_index(id) else {
+            return protocol::error_line(&format!("container {id} is not running"));
+        };
+        match self.containers[i].reopen_log() {
+            Ok(()) => protocol::ok_line(&Empty {}),
+            Err(e) => protocol::error_line(&format!("reopening the log of container {id}: {e}")),
+        }
+    }
+
     fn on_init_exit(&mut self, status: ExitStatus) {
         self.init_exited = Some(status);
         self.pod.init = None;
@@ -294,6 +415,7 @@ impl Monitor {
                 signal: s.signal(),
             }),
             namespaces: self.pod.namespaces(),
+            containers: self.containers.iter().map(Container::status).collect(),
         }
     }
 
@@ -325,14 +447,30 @@ impl Monitor {
                     }
                 }
                 Request::Shutdown => return Next::Shutdown,
+                Request::CreateContainer(req) => {
+                    let line = self.create_container(&req);
+                    self.conns[i].send(&line);
+                }
+                Request::ReopenLog { id } => {
+                    let line = self.reopen_log(&id);
+                    self.conns[i].send(&line);
+                }
+                // Nothing of an exited container is kept: there is nothing to drop.
+                Request::Forget { id: _ } => self.conns[i].send(&protocol::ok_line(&Empty {})),
             }
         }
         self.conns[i].flush();
         Next::Continue
     }
 
-    /// Kills the pod init, unpins everything, answers the requester, exits.
+    /// Kills the containers (they would be orphaned) and the pod init, unpins everything,
+    /// answers the requester, exits.
     fn shutdown(mut self, requester: usize) -> i32 {
+        for container in std::mem::take(&mut self.containers) {
+            if let Some(status) = container.kill() {
+                self.on_container_exit(container, status);
+            }
+        }
         if self.init_exited.is_none() {
             if let Some(status) = self.pod.kill_init() {
                 self.on_init_exit(status);
