@@ -89,10 +89,15 @@ fn process(args: &[&str]) -> Process {
     process
 }
 
-fn sleep_100_running() -> bool {
+/// Whether a `sleep 100` runs in the container's cgroup (the runc and crun tests run at once).
+fn sleep_100_running(id: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .is_ok_and(|cmdline| cmdline == b"/bin/sleep\0100\0")
+        let is_sleep = std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args[..] == [&b"sleep"[..], b"100", b""]
+        });
+        is_sleep
+            && std::fs::read_to_string(entry.path().join("cgroup")).is_ok_and(|c| c.contains(id))
     })
 }
 
@@ -204,17 +209,21 @@ async fn lifecycle(name: &str) {
     eprintln!("{name}: missing binary: {err}");
 
     let started = Instant::now();
-    let out = runtime
-        .exec(
-            &id,
-            &process(&["sleep", "100"]),
-            &opts(work_dir(), Some(Duration::from_secs(1))),
-        )
-        .await
-        .unwrap();
+    let (sleep, sleep_opts) = (
+        process(&["sleep", "100"]),
+        opts(work_dir(), Some(Duration::from_secs(1))),
+    );
+    let exec = runtime.exec(&id, &sleep, &sleep_opts);
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        sleep_100_running(&id)
+    };
+    let (out, seen) = tokio::join!(exec, probe);
+    let out = out.unwrap();
+    assert!(seen, "sleep 100 was never seen running");
     assert!(out.timed_out);
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(!sleep_100_running(), "sleep 100 survived the timeout");
+    assert!(!sleep_100_running(&id), "sleep 100 survived the timeout");
 
     let out = runtime
         .exec(
