@@ -48,15 +48,13 @@ pub fn validate_pod_sandbox_config(config: &mut PodSandboxConfig) -> Result<()> 
     Ok(())
 }
 
-/// crictl's `loadContainerConfig` (for `create`/`run`, which come later): metadata with a name and an image are required.
-#[allow(dead_code)] // until `create` and `run` land
+/// crictl's `loadContainerConfig` (for `create`/`run`): metadata with a name and an image are required.
 pub fn load_container_config(path: &Path) -> Result<ContainerConfig> {
     let config: ContainerConfig = read(path)?;
     validate_container_config(&config)?;
     Ok(config)
 }
 
-#[allow(dead_code)] // until `create` and `run` land
 pub fn validate_container_config(config: &ContainerConfig) -> Result<()> {
     match &config.metadata {
         None => bail!("metadata is not set"),

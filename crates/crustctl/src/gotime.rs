@@ -66,6 +66,87 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Howard Hinnant's `days_from_civil`: the day count since 1970-01-01 of a date.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses an RFC 3339 time (`2006-01-02T15:04:05[.999999999](Z|±07:00)`) into nanoseconds
+/// since the Unix epoch. With `zone_optional`, a time without zone (and a bare date) is
+/// taken as UTC, as docker's `GetTimestamp` takes it in the local zone (UTC here).
+pub fn parse_rfc3339(text: &str, zone_optional: bool) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(range)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let year = i64::from(num(0..4)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let (month, day) = (num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    if b.len() == 10 {
+        return zone_optional.then_some(days * 86_400 * 1_000_000_000);
+    }
+    if !matches!(b.get(10), Some(b'T' | b't')) || b.get(13) != Some(&b':') {
+        return None;
+    }
+    let (hour, minute) = (num(11..13)?, num(14..16)?);
+    let mut second = 0;
+    let mut rest = &text[16..];
+    if let Some(r) = rest.strip_prefix(':') {
+        second = num(17..19)?;
+        rest = &r[2..];
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut nanos = 0i64;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let frac: i64 = r[..digits].parse().ok()?;
+        nanos = frac * 10i64.pow(9 - digits as u32);
+        rest = &r[digits..];
+    }
+    let offset_secs = match rest {
+        "" if zone_optional => 0,
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let zone = &rest[1..];
+            let (h, m) = zone.split_once(':')?;
+            if h.len() != 2 || m.len() != 2 {
+                return None;
+            }
+            let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
 /// Go's `time.Unix(0, nanos).String()` in UTC: `2006-01-02 15:04:05.999999999 +0000 UTC`.
 pub fn time_string(nanos: i64) -> String {
     format!("{} +0000 UTC", Civil::from_unix_nanos(nanos).date_time(' '))
@@ -173,5 +254,43 @@ mod tests {
         assert_eq!(human_duration(s(800 * 86_400)), "2 years");
         assert_eq!(ago(10, 5), "Less than a second ago");
         assert_eq!(ago(0, 3_000_000_000), "3 seconds ago");
+    }
+    #[test]
+    fn rfc3339_parses_back() {
+        let t = 1_700_000_000_000_000_000;
+        for nanos in [0, 5_000, 123_456_789] {
+            assert_eq!(
+                parse_rfc3339(&rfc3339_nano(t + nanos), false),
+                Some(t + nanos)
+            );
+        }
+        assert_eq!(parse_rfc3339("2023-11-14T23:13:20+01:00", false), Some(t));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20.5Z", false),
+            Some(t + 500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00Z", false),
+            Some(951_782_400_000_000_000)
+        );
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20", false), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20", true), Some(t));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13", true),
+            Some(t - 20_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2023-11-14", true),
+            Some(t - 80_000_000_000_000)
+        );
+        for bad in [
+            "",
+            "x",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14 22:13:20Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad, true), None, "{bad}");
+        }
     }
 }

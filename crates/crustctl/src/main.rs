@@ -7,6 +7,7 @@ mod bench;
 mod client;
 mod cmd;
 mod config;
+mod crilog;
 mod duration;
 mod gotime;
 mod output;
@@ -76,6 +77,26 @@ enum Command {
     Stopp(cmd::stopp::StoppArgs),
     /// Remove one or more pods
     Rmp(cmd::rmp::RmpArgs),
+    /// Create a new container
+    Create(cmd::create::CreateArgs),
+    /// Start one or more created containers
+    Start(cmd::start::StartArgs),
+    /// Run a new container inside a sandbox
+    Run(cmd::run::RunArgs),
+    /// List containers
+    Ps(cmd::ps::PsArgs),
+    /// Display the status of one or more containers
+    Inspect(cmd::inspect::InspectArgs),
+    /// Fetch the logs of a container
+    Logs(cmd::logs::LogsArgs),
+    /// Run a command in a running container
+    Exec(cmd::exec::ExecArgs),
+    /// Stop one or more running containers
+    Stop(cmd::stop::StopArgs),
+    /// Remove one or more containers
+    Rm(cmd::rm::RmArgs),
+    /// Update one or more running containers
+    Update(cmd::update::UpdateArgs),
     /// Time CRI workloads against the runtime (crust's benchmarks)
     Bench(bench::BenchArgs),
 }
@@ -113,6 +134,16 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Inspectp(args) => cmd::inspectp::run(&ctx, args, out).await,
         Command::Stopp(args) => cmd::stopp::run(&ctx, args, out).await,
         Command::Rmp(args) => cmd::rmp::run(&ctx, args, out).await,
+        Command::Create(args) => cmd::create::run(&ctx, args, out).await,
+        Command::Start(args) => cmd::start::run(&ctx, args, out).await,
+        Command::Run(args) => cmd::run::run(&ctx, args, out).await,
+        Command::Ps(args) => cmd::ps::run(&ctx, args, out).await,
+        Command::Inspect(args) => cmd::inspect::run(&ctx, args, out).await,
+        Command::Logs(args) => cmd::logs::run(&ctx, args, out).await,
+        Command::Exec(args) => cmd::exec::run(&ctx, args, out).await,
+        Command::Stop(args) => cmd::stop::run(&ctx, args, out).await,
+        Command::Rm(args) => cmd::rm::run(&ctx, args, out).await,
+        Command::Update(args) => cmd::update::run(&ctx, args, out).await,
         Command::Bench(args) => bench::run(&ctx, args, out).await,
     }
 }
@@ -129,6 +160,13 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `crustctl images | head`: the reader left, nothing more to say.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // `exec -s`: the command's own exit code, its output already printed.
+        Err(e) if e.downcast_ref::<cmd::exec::CommandExit>().is_some() => {
+            let code = e
+                .downcast_ref::<cmd::exec::CommandExit>()
+                .map_or(1, |c| c.0);
+            ExitCode::from(u8::try_from(code).ok().filter(|&c| c != 0).unwrap_or(1))
+        }
         Err(e) => {
             eprintln!("crustctl: {e:#}");
             ExitCode::FAILURE
@@ -324,5 +362,146 @@ mod tests {
         ])
         .unwrap();
         assert!(parse(&["bench", "pods", "--count", "0"]).is_err());
+    }
+    #[test]
+    fn container_verb_flags() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["crustctl"];
+            argv.extend(args);
+            Cli::try_parse_from(argv).map_err(|e| e.to_string())
+        };
+        let cli = parse(&[
+            "create",
+            "--no-pull",
+            "-T",
+            "5s",
+            "pod1",
+            "c.json",
+            "p.yaml",
+        ])
+        .unwrap();
+        let Command::Create(create) = cli.command else {
+            panic!("create");
+        };
+        assert_eq!(create.pod_id, "pod1");
+        assert!(create.pull.no_pull && !create.pull.with_pull);
+        assert_eq!(create.pull.cancel_timeout, Duration::from_secs(5));
+        assert!(parse(&["create", "--no-pull", "--with-pull", "p", "c", "s"]).is_err());
+        assert!(parse(&["create", "p", "c"]).is_err());
+        let cli = parse(&["run", "-r", "crun", "--with-pull", "c.json", "p.json"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("run");
+        };
+        assert_eq!((run.runtime.as_str(), run.pull.with_pull), ("crun", true));
+        parse(&["start", "a", "b"]).unwrap();
+        assert!(parse(&["start"]).is_err());
+
+        // ps: -l is --latest, --label has no short form; combined short flags work.
+        let cli = parse(&[
+            "ps",
+            "-a",
+            "-p",
+            "pod",
+            "-s",
+            "exited",
+            "--name",
+            "^b",
+            "--label",
+            "a=b",
+            "--label",
+            "c=d",
+            "-o",
+            "yaml",
+            "-n",
+            "2",
+            "--no-trunc",
+            "--image",
+            "busybox",
+        ])
+        .unwrap();
+        let Command::Ps(ps) = cli.command else {
+            panic!("ps");
+        };
+        assert!(ps.all && ps.no_trunc);
+        assert_eq!((ps.pod.as_str(), ps.state.as_str()), ("pod", "exited"));
+        assert_eq!(ps.labels, ["a=b", "c=d"]);
+        assert_eq!((ps.last, ps.output), (2, output::Format::Yaml));
+        let Command::Ps(ps) = parse(&["ps", "-qal"]).unwrap().command else {
+            panic!("ps");
+        };
+        assert!(ps.quiet && ps.all && ps.latest);
+        assert!(parse(&["ps", "-o", "go-template"]).is_err());
+
+        parse(&[
+            "inspect",
+            "a",
+            "-o",
+            "go-template",
+            "--template",
+            "{{.status.id}}",
+        ])
+        .unwrap();
+        parse(&["inspect", "-o", "table", "-q"]).unwrap();
+
+        let Command::Logs(logs) = parse(&["logs", "-ft", "--tail", "5", "--since", "5s", "c"])
+            .unwrap()
+            .command
+        else {
+            panic!("logs");
+        };
+        assert!(logs.follow && logs.timestamps);
+        assert_eq!(
+            (logs.tail, logs.since.as_str(), logs.limit_bytes),
+            (Some(5), "5s", -1)
+        );
+        assert!(parse(&["logs", "--tail", "1", "--stream", "stdout", "c"]).is_err());
+        assert!(parse(&["logs", "--stream", "stdin", "c"]).is_err());
+
+        // exec: everything after the container ID is the command, flags included.
+        let Command::Exec(exec) =
+            parse(&["exec", "-s", "--timeout", "3", "c1", "sh", "-c", "exit 3"])
+                .unwrap()
+                .command
+        else {
+            panic!("exec");
+        };
+        assert!(exec.sync);
+        assert_eq!(exec.timeout, 3);
+        assert_eq!(exec.args, ["c1", "sh", "-c", "exit 3"]);
+        assert!(parse(&["exec", "-s"]).is_err());
+
+        let Command::Stop(stop) = parse(&["stop", "-t", "10", "a", "b"]).unwrap().command else {
+            panic!("stop");
+        };
+        assert_eq!((stop.timeout, stop.ids.len()), (10, 2));
+        parse(&["stop", "-a"]).unwrap();
+        parse(&["rm", "-fa"]).unwrap();
+        parse(&["rm", "-k", "x"]).unwrap();
+        assert!(parse(&["rm"]).is_err());
+
+        let Command::Update(update) = parse(&[
+            "update",
+            "--memory",
+            "64m",
+            "--cpu-quota",
+            "50000",
+            "--cpu-period",
+            "100000",
+            "--cpu-share",
+            "512",
+            "--cpuset-cpus",
+            "0",
+            "--cpuset-mems",
+            "0",
+            "c",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("update");
+        };
+        assert_eq!((update.memory, update.cpu_quota), (64 << 20, 50_000));
+        assert!(parse(&["update", "--memory", "64x", "c"]).is_err());
+        assert!(parse(&["update", "--memory", "1"]).is_err());
     }
 }

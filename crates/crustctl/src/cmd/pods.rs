@@ -148,7 +148,7 @@ pub async fn list(
 }
 
 /// crictl's `matchesRegex`: an empty pattern matches everything, an invalid one nothing.
-fn matches(pattern: &str, target: &str) -> bool {
+pub fn matches(pattern: &str, target: &str) -> bool {
     pattern.is_empty() || Regex::new(pattern).is_ok_and(|re| re.is_match(target))
 }
 
@@ -164,15 +164,21 @@ pub fn select(pods: Vec<PodSandbox>, opts: &ListOptions) -> Vec<PodSandbox> {
         })
         .collect();
     selected.sort_by_key(|p| std::cmp::Reverse(p.created_at));
-    let mut n = selected.len();
-    if opts.latest {
+    selected.truncate(truncate_count(selected.len(), opts.latest, opts.last));
+    selected
+}
+
+/// crictl's `truncateCount`: how many of the newest-first items `--latest` (1) and
+/// `--last n` (n, winning over `--latest`) keep.
+pub fn truncate_count(len: usize, latest: bool, last: i64) -> usize {
+    let mut n = len;
+    if latest {
         n = 1;
     }
-    if opts.last > 0 {
-        n = usize::try_from(opts.last).unwrap_or(usize::MAX);
+    if last > 0 {
+        n = usize::try_from(last).unwrap_or(usize::MAX);
     }
-    selected.truncate(n);
-    selected
+    n.min(len)
 }
 
 /// crictl's `convertPodState`.

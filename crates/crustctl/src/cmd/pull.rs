@@ -193,7 +193,7 @@ pub fn parse_key_values(items: &[String]) -> Result<HashMap<String, String>> {
 
 /// Asks for a password on the terminal without echo; reads a line when stdin is not a
 /// terminal.
-fn read_password() -> Result<String> {
+pub fn read_password() -> Result<String> {
     let stdin = std::io::stdin();
     let mut line = String::new();
     if stdin.is_terminal() {
