@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 pub struct Runtime {
     /// Path of the runtime CLI (`runc`, `crun`).
     pub binary: PathBuf,
-    /// The runtime's state directory, passed as the global `--root`.
+    /// The runtime's state directory, passed as the global `--root`. Absolute: crun resolves a
+    /// relative one against the bundle directory on `create` and against the cwd otherwise.
     pub root: PathBuf,
     /// Pass `--systemd-cgroup`, so `linux.cgroupsPath` is read as `slice:prefix:name`.
     pub systemd_cgroup: bool,

@@ -171,3 +171,75 @@ async fn a_missing_binary_is_a_spawn_error() {
     let source = std::error::Error::source(&err).unwrap().to_string();
     assert!(source.contains("No such file"), "{source}");
 }
+
+/// A fake `exec`: `${11}` is the pid file (`exec --process P --pid-file F ID`). It prints, then
+/// behaves as `mode` says.
+fn exec_fake(dir: &Path, mode: &str) -> Runtime {
+    let script = dir.join("fake-exec");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+echo out; echo err >&2
+case {mode} in
+  exit3) echo $$ > "${{11}}"; exit 3 ;;
+  fail) printf '{{"level":"error","msg":"exec failed: container not running"}}\n' >> "$4"; exit 1 ;;
+  nopid) exit 1 ;;
+  big) echo $$ > "${{11}}"; head -c 100000 /dev/zero; head -c 300000 /dev/zero >&2 ;;
+esac
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Runtime::new(&script, dir.join("root"))
+}
+
+#[tokio::test]
+async fn exec_tells_a_failing_process_from_a_failing_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = oci_spec::runtime::Process::default();
+    let opts = crust_oci_runtime::ExecOptions {
+        timeout: None,
+        max_output: 200_000,
+        work_dir: dir.path().to_owned(),
+    };
+
+    let out = exec_fake(dir.path(), "exit3")
+        .exec("c1", &process, &opts)
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 3);
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
+    assert!(dir.path().join("process.json").exists());
+
+    // An error logged: the runtime failed, whatever the pid file says.
+    let err = exec_fake(dir.path(), "fail")
+        .exec("c1", &process, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::Failed { verb: "exec", message, .. } if message == "exec failed: container not running"),
+        "{err:?}"
+    );
+    // Nothing logged, no pid file (the previous exec's was removed first): stderr tells.
+    let err = exec_fake(dir.path(), "nopid")
+        .exec("c1", &process, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::Failed { message, .. } if message == "err"),
+        "{err:?}"
+    );
+
+    let out = exec_fake(dir.path(), "big")
+        .exec("c1", &process, &opts)
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert_eq!((out.stdout.len(), out.stdout_truncated), (100_004, false));
+    assert_eq!((out.stderr.len(), out.stderr_truncated), (200_000, true));
+}

@@ -225,6 +225,18 @@ async fn lifecycle(name: &str) {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(!sleep_100_running(&id), "sleep 100 survived the timeout");
 
+    // A dropped exec future (kubelet gave up) leaves no process behind either.
+    let (sleep, sleep_opts) = (process(&["sleep", "100"]), opts(work_dir(), None));
+    let exec = runtime.exec(&id, &sleep, &sleep_opts);
+    assert!(tokio::time::timeout(Duration::from_millis(700), exec)
+        .await
+        .is_err());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleep_100_running(&id) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!sleep_100_running(&id), "sleep 100 survived a dropped exec");
+
     let out = runtime
         .exec(
             &id,
