@@ -269,7 +269,6 @@ pub const DEFAULT_ALLOWED: &[&str] = &[
     "munlock",
     "munlockall",
     "munmap",
-    "name_to_handle_at",
     "nanosleep",
     "newfstatat",
     "_newselect",
