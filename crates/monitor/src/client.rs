@@ -17,13 +17,16 @@ use tokio::{
 use crate::{
     error::MonitorError,
     options::SpawnOptions,
-    protocol::{Event, Ready, Request, Status, SOCKET_NAME},
+    protocol::{CreateContainer, Created, Event, Ready, Request, Status, SOCKET_NAME},
 };
 
 /// How long a request may wait for its answer, unless [`MonitorClient::with_timeout`] says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown may take at least (killing a pid namespace waits for all of it).
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much longer than the runtime's own `timeout_ms` a create_container may wait for its
+/// answer (the monitor kills the runtime at `timeout_ms` and then answers).
+pub const CREATE_GRACE: Duration = Duration::from_secs(5);
 /// How long a monitor may take to report readiness.
 pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// No protocol line is anywhere near this long.
@@ -179,13 +182,52 @@ impl MonitorClient {
         &self.socket
     }
 
-    /// The monitor's status: pids, the init's exit if it exited, the namespace pins.
+    /// The monitor's status: pids, the init's exit if it exited, the namespace pins, the
+    /// running containers.
     pub async fn status(&mut self) -> Result<Status, MonitorError> {
         self.request(&Request::Status, "status", self.timeout).await
     }
 
-    /// Ends the pod: the monitor kills the pod init (and everything in the pod's pid
-    /// namespace), unpins the namespaces, removes its socket and pid file and exits. Returns
+    /// Creates a container: the monitor runs `req.argv` (the runtime's `create`) with the
+    /// container's stdio and answers with the container init's pid. Waits `req.timeout_ms`
+    /// plus [`CREATE_GRACE`]. When the runtime fails, [`MonitorError::refusal`] is the
+    /// monitor's message (`runtime create exited with status 1`); the runtime's own log says
+    /// why.
+    pub async fn create_container(&mut self, req: &CreateContainer) -> Result<i32, MonitorError> {
+        let wait = Duration::from_millis(req.timeout_ms) + CREATE_GRACE;
+        let created: Created = self
+            .request(
+                &Request::CreateContainer(req.clone()),
+                "create_container",
+                wait,
+            )
+            .await
+            .map_err(|e| container_error(&req.id, e))?;
+        Ok(created.pid)
+    }
+
+    /// Reopens a running container's log file (after kubelet renamed it away).
+    pub async fn reopen_log(&mut self, id: &str) -> Result<(), MonitorError> {
+        let request = Request::ReopenLog { id: id.to_string() };
+        let _: Empty = self
+            .request(&request, "reopen_log", self.timeout)
+            .await
+            .map_err(|e| container_error(id, e))?;
+        Ok(())
+    }
+
+    /// Drops whatever the monitor still keeps of an exited container (idempotent).
+    pub async fn forget(&mut self, id: &str) -> Result<(), MonitorError> {
+        let request = Request::Forget { id: id.to_string() };
+        let _: Empty = self
+            .request(&request, "forget", self.timeout)
+            .await
+            .map_err(|e| container_error(id, e))?;
+        Ok(())
+    }
+
+    /// Ends the pod: the monitor kills the running containers (writing their exit files and
+    /// sending their events), the pod init (and everything in the pod's pid namespace), unpins the namespaces, removes its socket and pid file and exits. Returns
     /// once the monitor has exited (its end of the connection closed).
     pub async fn shutdown(mut self) -> Result<(), MonitorError> {
         let wait = self.timeout.max(SHUTDOWN_TIMEOUT);
@@ -272,6 +314,13 @@ impl MonitorClient {
                 reason,
             },
         })
+    }
+}
+
+fn container_error(id: &str, source: MonitorError) -> MonitorError {
+    MonitorError::Container {
+        id: id.to_string(),
+        source: Box::new(source),
     }
 }
 

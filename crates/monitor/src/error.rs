@@ -1,7 +1,8 @@
 use std::{io, path::PathBuf, time::Duration};
 
 /// Why starting, asking or cleaning up a pod monitor failed. Start errors name the pod; errors
-/// talking to a running monitor name its socket.
+/// talking to a running monitor name its socket (in the pod's run directory); errors about a
+/// container are wrapped in [`MonitorError::Container`], naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     /// The monitor binary could not be run.
@@ -70,6 +71,14 @@ pub enum MonitorError {
         op: &'static str,
         message: String,
     },
+    /// A request about a container failed; `source` says how (a [`MonitorError::Refused`]
+    /// carries the monitor's message, such as `runtime create exited with status 1`).
+    #[error("container {id}: {source}")]
+    Container {
+        id: String,
+        #[source]
+        source: Box<MonitorError>,
+    },
     /// Cleaning up after a dead monitor failed.
     #[error("{}: {op}: {source}", path.display())]
     Cleanup {
@@ -78,4 +87,24 @@ pub enum MonitorError {
         #[source]
         source: io::Error,
     },
+}
+
+impl MonitorError {
+    /// The container the error is about, if it is about one.
+    pub fn container_id(&self) -> Option<&str> {
+        match self {
+            MonitorError::Container { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The monitor's own message when it answered `{"ok":false}` (looking through
+    /// [`MonitorError::Container`]); `None` for transport errors (timeouts, a gone monitor).
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            MonitorError::Refused { message, .. } => Some(message),
+            MonitorError::Container { source, .. } => source.refusal(),
+            _ => None,
+        }
+    }
 }

@@ -11,6 +11,10 @@
 //! - [`spawn`], [`MonitorClient`], [`Events`], [`probe`], [`is_alive`]: crustd's tokio client
 //!   (feature `client`, on by default).
 //! - [`force_cleanup`]: tear down a run directory whose monitor is gone or stuck.
+//! - [`read_exit_file`]: a container's recorded exit ([`ContainerExit`]), for recovery.
+//!
+//! Containers: the monitor runs the OCI runtime's `create` ([`CreateContainer`]) with stdio it
+//! owns, writes the CRI log and records the exit (see [`protocol`]).
 
 mod cleanup;
 #[cfg(feature = "client")]
@@ -23,8 +27,8 @@ pub mod server;
 pub use cleanup::{force_cleanup, monitor_pid};
 #[cfg(feature = "client")]
 pub use client::{
-    is_alive, probe, socket_path, spawn, Events, MonitorClient, DEFAULT_TIMEOUT, SHUTDOWN_TIMEOUT,
-    SPAWN_TIMEOUT,
+    is_alive, probe, socket_path, spawn, Events, MonitorClient, CREATE_GRACE, DEFAULT_TIMEOUT,
+    SHUTDOWN_TIMEOUT, SPAWN_TIMEOUT,
 };
 pub use error::MonitorError;
 pub use options::SpawnOptions;
