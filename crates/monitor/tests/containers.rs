@@ -87,8 +87,9 @@ impl Drop for Runtime {
 
 /// One test's world: a temporary directory, a pod monitor, a runtime.
 struct World {
-    tmp: tempfile::TempDir,
+    // Fields drop in order: the monitor is shut down before its directory goes.
     pod: Pod,
+    tmp: tempfile::TempDir,
     runtime: &'static str,
     name: String,
 }
@@ -125,8 +126,8 @@ impl World {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         World {
-            tmp,
             pod,
+            tmp,
             runtime,
             name,
         }
