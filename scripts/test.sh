@@ -7,4 +7,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Integration tests run the crustd, crustctl and crust-testenv binaries: build them first.
 cargo build --workspace --bins
+# crun on a hybrid cgroup node needs hugetlb off cgroup2 (see the script).
+bash scripts/node-setup.sh
 cargo test --workspace -- --test-threads="${CRUST_TEST_THREADS:-4}"

@@ -2,6 +2,8 @@
 //! image store and the pod sandboxes (and, later, containers).
 
 pub mod config;
+pub mod container;
+mod names;
 pub mod sandbox;
 pub mod service;
 pub mod status;

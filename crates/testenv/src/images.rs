@@ -219,7 +219,7 @@ fn nonroot_tar() -> Result<Vec<u8>> {
     t.file(
         "etc/group",
         0o644,
-        format!("{GROUP}crustuser:x:1234:\n").as_bytes(),
+        format!("{GROUP}crustuser:x:1234:\nstaff:x:50:crustuser\n").as_bytes(),
     )?;
     t.dir("home", 0o755)?;
     t.dir_owned("home/crustuser", 0o755, 1234, 1234)?;

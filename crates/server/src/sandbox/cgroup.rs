@@ -100,6 +100,16 @@ impl Layout {
     }
 }
 
+/// The directory of the cgroup `path` (cgroupfs form) for `controller` on a v1 node, or its
+/// unified directory on a v2 node.
+pub fn controller_dir(layout: &Layout, controller: &str, path: &str) -> Option<PathBuf> {
+    let rel = path.trim_start_matches('/');
+    match layout {
+        Layout::V1(mounts) => mounts.get(controller).map(|m| m.join(rel)),
+        Layout::V2(root) => Some(root.join(rel)),
+    }
+}
+
 /// The pod cgroup in cgroupfs path form. With the systemd driver kubelet names a slice
 /// (`kubepods-burstable-pod123.slice`), which lives at
 /// `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod123.slice`.

@@ -69,7 +69,16 @@ pub struct Pods {
     cgroups: cgroup::Layout,
     monitor_binary: PathBuf,
     index: Mutex<Index>,
+    /// Container exits the monitors report, for the container side: (container ID, exit).
+    container_exits: ContainerExitSender,
+    container_exits_rx: Mutex<Option<ContainerExitReceiver>>,
 }
+
+type ContainerExitSender =
+    tokio::sync::mpsc::UnboundedSender<(String, crust_monitor::ContainerExit)>;
+/// Where the container side receives the exits the pod monitors report.
+pub type ContainerExitReceiver =
+    tokio::sync::mpsc::UnboundedReceiver<(String, crust_monitor::ContainerExit)>;
 
 /// The result of looking up a pod by ID or unique ID prefix.
 pub enum Lookup {
@@ -96,7 +105,10 @@ impl Pods {
         for dir in [root.join("pods"), runroot.join("pods")] {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        let (container_exits, rx) = tokio::sync::mpsc::unbounded_channel();
         let pods = Arc::new(Pods {
+            container_exits,
+            container_exits_rx: Mutex::new(Some(rx)),
             store,
             config,
             root,
@@ -108,6 +120,19 @@ impl Pods {
         });
         pods.recover().await.context("recovering pods")?;
         Ok(pods)
+    }
+
+    /// The container exits the monitors report (once: the container side takes it).
+    pub fn take_container_exits(&self) -> Option<ContainerExitReceiver> {
+        self.container_exits_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Where the node's cgroup hierarchies are.
+    pub fn cgroup_layout(&self) -> &cgroup::Layout {
+        &self.cgroups
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {

@@ -103,35 +103,65 @@ impl Pods {
         Ok(())
     }
 
-    /// Watches the pod's monitor: when the pod init dies or the monitor goes away, the pod is
-    /// no longer ready.
+    /// Watches the pod's monitor: container exits go to the container side; when the pod init
+    /// dies or the monitor goes away, the pod is no longer ready (the watch goes on after the
+    /// init's exit: the containers' exits follow it).
     pub(super) fn watch(self: &Arc<Self>, pod: Arc<Pod>) {
         let pods = Arc::downgrade(self);
         tokio::spawn(async move {
             let dir = PathBuf::from(pod.snapshot().run_dir);
-            let why = match crust_monitor::MonitorClient::connect(&dir).await {
+            let mut events = match crust_monitor::MonitorClient::connect(&dir).await {
                 Ok(client) => match client.watch().await {
-                    Ok(mut events) => loop {
-                        match events.next_event().await {
-                            Some(crust_monitor::Event::InitExited { .. }) => {
-                                break "the pod init exited"
-                            }
-                            Some(_) => continue,
-                            None => break "the pod monitor went away",
-                        }
-                    },
-                    Err(_) => "the pod monitor does not answer",
+                    Ok(events) => Some(events),
+                    Err(_) => {
+                        Self::not_ready_from_watch(&pods, &pod, "the pod monitor does not answer")
+                            .await;
+                        None
+                    }
                 },
-                Err(_) => "the pod monitor is gone",
+                Err(_) => {
+                    Self::not_ready_from_watch(&pods, &pod, "the pod monitor is gone").await;
+                    None
+                }
             };
-            if let Some(pods) = pods.upgrade() {
-                // A Remove under way owns the pod; it is going anyway.
-                let _op = pod.op.lock().await;
-                if pods.index().pods.contains_key(&pod.snapshot().id) {
-                    pods.mark_not_ready(&pod, why);
+            while let Some(stream) = events.as_mut() {
+                match stream.next_event().await {
+                    Some(crust_monitor::Event::InitExited { .. }) => {
+                        Self::not_ready_from_watch(&pods, &pod, "the pod init exited").await;
+                    }
+                    Some(crust_monitor::Event::ContainerExited {
+                        id,
+                        exit_code,
+                        signal,
+                        finished_at,
+                    }) => {
+                        if let Some(pods) = pods.upgrade() {
+                            let exit = crust_monitor::ContainerExit {
+                                exit_code,
+                                signal,
+                                finished_at,
+                            };
+                            let _ = pods.container_exits.send((id, exit));
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        Self::not_ready_from_watch(&pods, &pod, "the pod monitor went away").await;
+                        break;
+                    }
                 }
             }
         });
+    }
+
+    async fn not_ready_from_watch(pods: &std::sync::Weak<Pods>, pod: &Pod, why: &str) {
+        if let Some(pods) = pods.upgrade() {
+            // A Remove under way owns the pod; it is going anyway.
+            let _op = pod.op.lock().await;
+            if pods.index().pods.contains_key(&pod.snapshot().id) {
+                pods.mark_not_ready(pod, why);
+            }
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub struct State {
     pub runroot: PathBuf,
     pub images: Arc<ImageManager>,
     pub pods: Arc<crate::sandbox::Pods>,
+    pub containers: Arc<crate::container::Containers>,
 }
 
 impl State {
@@ -56,9 +57,18 @@ impl State {
                 progress_timeout: config.registry.image_pull_progress_timeout,
                 max_concurrent_downloads: config.registry.max_concurrent_downloads,
             },
-            store,
+            store.clone(),
         )
         .context("opening the image store")?;
+        let containers = crate::container::Containers::open(
+            store,
+            images.clone(),
+            pods.clone(),
+            config.clone(),
+            root.clone(),
+            runroot.clone(),
+        )
+        .await?;
         Ok(Arc::new(State {
             config,
             config_path,
@@ -66,6 +76,7 @@ impl State {
             runroot,
             images,
             pods,
+            containers,
         }))
     }
 }

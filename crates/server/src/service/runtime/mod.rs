@@ -11,13 +11,22 @@ use tracing::Instrument;
 use super::{traced, State};
 use crate::status::unimplemented;
 
+mod container_status;
+mod create_container;
+mod exec_sync;
+mod list_containers;
 mod list_pod_sandbox;
 mod pod_sandbox_status;
+mod remove_container;
 mod remove_pod_sandbox;
+mod reopen_container_log;
 mod run_pod_sandbox;
 mod runtime_config;
+mod start_container;
 mod status;
+mod stop_container;
 mod stop_pod_sandbox;
+mod update_container_resources;
 mod version;
 
 pub struct RuntimeSvc {
@@ -28,6 +37,15 @@ impl RuntimeSvc {
     pub fn new(state: Arc<State>) -> RuntimeSvc {
         RuntimeSvc { state }
     }
+}
+
+/// Runs one RPC's future inside its span and logs its outcome.
+async fn run<T>(
+    rpc: &'static str,
+    span: tracing::Span,
+    fut: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    traced(rpc, fut.instrument(span).await).map(Response::new)
 }
 
 /// RPCs not built yet: a clear Unimplemented naming the RPC, logged like any other failure.
@@ -177,16 +195,133 @@ impl RuntimeService for RuntimeSvc {
 
     type GetContainerEventsStream = tonic::codegen::BoxStream<ContainerEventResponse>;
 
+    async fn create_container(
+        &self,
+        req: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        let req = req.into_inner();
+        let name = req
+            .config
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref())
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let span = tracing::info_span!("CreateContainer", pod = %req.pod_sandbox_id, name = %name);
+        run(
+            "CreateContainer",
+            span,
+            create_container::create_container(&self.state, req),
+        )
+        .await
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("StartContainer", container = %req.container_id);
+        run(
+            "StartContainer",
+            span,
+            start_container::start_container(&self.state, req),
+        )
+        .await
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("StopContainer", container = %req.container_id);
+        run(
+            "StopContainer",
+            span,
+            stop_container::stop_container(&self.state, req),
+        )
+        .await
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("RemoveContainer", container = %req.container_id);
+        run(
+            "RemoveContainer",
+            span,
+            remove_container::remove_container(&self.state, req),
+        )
+        .await
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        let span = tracing::info_span!("ListContainers");
+        run(
+            "ListContainers",
+            span,
+            list_containers::list_containers(&self.state, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn container_status(
+        &self,
+        req: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("ContainerStatus", container = %req.container_id);
+        run(
+            "ContainerStatus",
+            span,
+            container_status::container_status(&self.state, req),
+        )
+        .await
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("UpdateContainerResources", container = %req.container_id);
+        run(
+            "UpdateContainerResources",
+            span,
+            update_container_resources::update_container_resources(&self.state, req),
+        )
+        .await
+    }
+
+    async fn reopen_container_log(
+        &self,
+        req: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("ReopenContainerLog", container = %req.container_id);
+        run(
+            "ReopenContainerLog",
+            span,
+            reopen_container_log::reopen_container_log(&self.state, req),
+        )
+        .await
+    }
+
+    async fn exec_sync(
+        &self,
+        req: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("ExecSync", container = %req.container_id);
+        run("ExecSync", span, exec_sync::exec_sync(&self.state, req)).await
+    }
+
     not_yet! {
-        create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
-        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
-        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
-        list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
         exec(ExecRequest) -> ExecResponse = "Exec";
         attach(AttachRequest) -> AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";

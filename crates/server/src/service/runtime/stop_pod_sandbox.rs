@@ -3,11 +3,15 @@ use tonic::Status;
 
 use crate::service::State;
 
-/// StopPodSandbox: idempotent; an unknown pod succeeds.
+/// StopPodSandbox: kills the pod's containers, tears its network down. Idempotent; an
+/// unknown pod succeeds.
 pub(super) async fn stop_pod_sandbox(
     state: &State,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Status> {
+    if let crate::sandbox::Lookup::Found(pod) = state.pods.lookup(&req.pod_sandbox_id) {
+        state.containers.stop_pod(&pod.snapshot().id).await?;
+    }
     state.pods.stop(&req.pod_sandbox_id).await?;
     Ok(StopPodSandboxResponse {})
 }

@@ -1,0 +1,153 @@
+//! Container exits: reported by the pod monitors (event `container_exited`, and the exit file
+//! each monitor writes before it reports), applied to the records here. OOM kills are told
+//! apart from other SIGKILLs by the container cgroup's oom_kill counter, read before the
+//! runtime's delete removes the cgroup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crust_store::{ContainerRecord, ContainerState};
+
+use super::{files, Container, Containers};
+
+/// How a container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerExit {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    /// Unix nanoseconds.
+    pub finished_at: i64,
+}
+
+impl From<crust_monitor::ContainerExit> for ContainerExit {
+    fn from(e: crust_monitor::ContainerExit) -> Self {
+        ContainerExit {
+            exit_code: e.exit_code,
+            signal: e.signal,
+            finished_at: e.finished_at as i64,
+        }
+    }
+}
+
+impl Containers {
+    /// Applies the exits the pod monitors report, for as long as crustd runs.
+    pub(super) fn follow_exits(self: &Arc<Self>) {
+        let Some(mut rx) = self.pods.take_container_exits() else {
+            return;
+        };
+        let containers = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some((id, exit)) = rx.recv().await {
+                let Some(containers) = containers.upgrade() else {
+                    break;
+                };
+                if let super::Lookup::Found(c) = containers.lookup(&id) {
+                    if c.snapshot().id == id {
+                        containers.apply_exit(&c, exit.into());
+                    }
+                }
+            }
+        });
+    }
+
+    /// The exit the monitor recorded for the container, if it has exited.
+    pub(super) fn exit_file(record: &ContainerRecord) -> Option<ContainerExit> {
+        crust_monitor::read_exit_file(&Self::bundle_file(record, files::EXIT))
+            .ok()
+            .flatten()
+            .map(Into::into)
+    }
+
+    /// Records the exit (once; later calls change nothing) and wakes whoever waits for it.
+    pub(super) fn apply_exit(&self, c: &Container, exit: ContainerExit) {
+        let record = c.snapshot();
+        if record.state != ContainerState::Exited {
+            let oom = self.oom_killed(&record);
+            let reason = if oom {
+                "OOMKilled"
+            } else if exit.exit_code == 0 {
+                "Completed"
+            } else {
+                "Error"
+            };
+            tracing::info!(container = %record.id, exit_code = exit.exit_code, reason, "container exited");
+            let saved = self.save(c, |r| {
+                if r.state != ContainerState::Exited {
+                    r.state = ContainerState::Exited;
+                    r.exit_code = exit.exit_code;
+                    r.finished_at = exit.finished_at;
+                    if r.started_at == 0 || r.started_at > exit.finished_at {
+                        r.started_at = exit.finished_at;
+                    }
+                    r.reason = reason.to_string();
+                    r.pid = 0;
+                }
+            });
+            if let Err(e) = saved {
+                tracing::warn!(container = %record.id, error = %e.message(), "saving the exit");
+            }
+        }
+        c.exited.send_replace(true);
+    }
+
+    /// Waits up to `timeout` for the container to exit, also reading its exit file (the
+    /// monitor's event may be lost when crustd's watch of the monitor broke). True if exited.
+    pub(super) async fn wait_exit(&self, c: &Container, timeout: Duration) -> bool {
+        let mut rx = c.exited.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *rx.borrow_and_update() {
+                return true;
+            }
+            if let Some(exit) = Self::exit_file(&c.snapshot()) {
+                self.apply_exit(c, exit);
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let step = (deadline - now).min(Duration::from_millis(250));
+            let _ = tokio::time::timeout(step, rx.changed()).await;
+        }
+    }
+
+    /// Whether the kernel's OOM killer killed a process of the container's cgroup.
+    fn oom_killed(&self, record: &ContainerRecord) -> bool {
+        if record.cgroups_path.is_empty() {
+            return false;
+        }
+        let (file, key) = if self.host.cgroup_v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        let Some(dir) = self.cgroup_dir(record, "memory") else {
+            return false;
+        };
+        std::fs::read_to_string(dir.join(file))
+            .map(|text| counter(&text, key) > 0)
+            .unwrap_or(false)
+    }
+}
+
+/// The value of `key N` in a cgroup flat-keyed file.
+fn counter(text: &str, key: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(super::counter(v1, "oom_kill"), 2);
+        let v2 = "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(super::counter(v2, "oom_kill"), 1);
+        assert_eq!(super::counter("", "oom_kill"), 0);
+    }
+}

@@ -1,0 +1,1068 @@
+//! Containers on a real crustd: images from a real registry, real runc and crun, real pods
+//! (namespaces held by crust-monitor, a CNI bridge of the test's own). Every test observes the
+//! effect from inside the container. Each test runs once per OCI runtime (`_runc`, `_crun`).
+//! These tests need root.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crust_testenv::{push_standard_images, Registry, StandardImages};
+use crust_tests::{mounts_under, Crustd, PodNet};
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// One crustd with a pod on its own bridge, the standard images pulled.
+struct Env {
+    _reg: Registry,
+    images: StandardImages,
+    _net: PodNet,
+    crustd: Crustd,
+    rt: RuntimeServiceClient<Channel>,
+    handler: &'static str,
+    pod: String,
+    pod_config: PodSandboxConfig,
+    logs: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Bridge indexes: each test its own (10.88.<index>.0/24), away from pods.rs' 11..40.
+async fn env(handler: &'static str, index: u8) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::start().await.unwrap();
+    let images = push_standard_images(&reg, None).await.unwrap();
+    let net = PodNet::new(dir.path(), index);
+    let network = net.config(&[]);
+    let crustd = Crustd::start_with(move |d| {
+        format!(
+            "[registry]\nconfig_path = {:?}\n{network}\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n[runtimes.crun]\npath = \"/usr/bin/crun\"\n",
+            d.join("certs.d").display().to_string()
+        )
+    })
+    .await
+    .expect("crustd starts");
+    let mut img = crustd.images().await.unwrap();
+    for pushed in [&images.busybox, &images.nonroot] {
+        img.pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: pushed.reference.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull");
+    }
+    let mut rt = crustd.runtime().await.unwrap();
+    let logs = dir.path().join("logs");
+    let pod_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: format!("ctr-{handler}-{index}"),
+            uid: format!("uid-{index}-{}", std::process::id()),
+            namespace: "crust-test".into(),
+            attempt: 0,
+        }),
+        hostname: "ctr".into(),
+        log_directory: logs.display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: format!("/crust-test-{index}-{}", std::process::id()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: handler.into(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    Env {
+        _reg: reg,
+        images,
+        _net: net,
+        crustd,
+        rt,
+        handler,
+        pod,
+        pod_config,
+        logs,
+        _dir: dir,
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Remove the pod (and its containers) through crustd so nothing outlives the test.
+        let mut rt = self.rt.clone();
+        let pod = self.pod.clone();
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    let _ = rt
+                        .remove_pod_sandbox(RemovePodSandboxRequest {
+                            pod_sandbox_id: pod,
+                        })
+                        .await;
+                })
+        });
+        let _ = done.join();
+    }
+}
+
+fn kv(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Env {
+    fn config(&self, name: &str, cmd: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.images.busybox.reference.clone(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}/0.log"),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn create(&mut self, config: ContainerConfig) -> Result<String, tonic::Status> {
+        self.rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: self.pod.clone(),
+                config: Some(config),
+                sandbox_config: Some(self.pod_config.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    async fn start(&mut self, id: &str) -> Result<(), tonic::Status> {
+        self.rt
+            .start_container(StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn run(&mut self, config: ContainerConfig) -> String {
+        let id = self.create(config).await.expect("CreateContainer");
+        self.start(&id).await.expect("StartContainer");
+        id
+    }
+
+    async fn status(&mut self, id: &str) -> ContainerStatus {
+        self.rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .expect("ContainerStatus")
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    async fn wait_exited(&mut self, id: &str) -> ContainerStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.status(id).await;
+            if s.state == ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {id} did not exit: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `sh -c script` to its end; returns its status and its CRI log.
+    async fn run_to_end(
+        &mut self,
+        name: &str,
+        config: ContainerConfig,
+    ) -> (ContainerStatus, String) {
+        let _ = name;
+        let id = self.run(config).await;
+        let s = self.wait_exited(&id).await;
+        let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+        (s, log)
+    }
+
+    async fn exec(&mut self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+        self.rt
+            .exec_sync(ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: 10,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner()
+    }
+
+    async fn sh_out(&mut self, id: &str, script: &str) -> String {
+        let r = self.exec(id, &["sh", "-c", script]).await;
+        assert_eq!(
+            r.exit_code,
+            0,
+            "{script}: stderr {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    }
+
+    fn security(config: &mut ContainerConfig) -> &mut LinuxContainerSecurityContext {
+        config
+            .linux
+            .get_or_insert_with(Default::default)
+            .security_context
+            .get_or_insert_with(Default::default)
+    }
+}
+
+/// The messages of a CRI log: (stream, tag, message) per record.
+fn records(log: &str) -> Vec<(String, String, String)> {
+    log.lines()
+        .map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let ts = parts.next().unwrap();
+            assert!(
+                ts.contains('T') && ts.ends_with('Z'),
+                "timestamp {ts:?} in {l:?}"
+            );
+            (
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+const SLEEPER: &[&str] = &["sleep", "1000"];
+
+macro_rules! both_runtimes {
+    ($($name:ident($index:expr);)*) => {
+        mod runc {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("runc", $index).await })*
+        }
+        mod crun {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("crun", $index + 100).await })*
+        }
+    };
+}
+
+both_runtimes! {
+    logs_exit_codes_and_reasons(41);
+    user_and_groups(42);
+    capabilities_and_privileged(43);
+    seccomp_profiles(44);
+    readonly_rootfs_and_mounts(45);
+    memory_limit_oom_kills(46);
+    stop_signal_and_timeout(47);
+    exec_sync(48);
+    update_resources(49);
+    reopen_log(50);
+    bad_requests(51);
+    process_and_environment(52);
+    mount_propagation(53);
+}
+
+async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let (s, log) = e
+        .run_to_end(
+            "out",
+            e.config("out", &["sh", "-c", "echo hello; echo oops >&2; exit 3"]),
+        )
+        .await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"), "{s:?}");
+    assert!(s.finished_at >= s.started_at && s.started_at >= s.created_at);
+    let r = records(&log);
+    assert!(
+        r.contains(&("stdout".into(), "F".into(), "hello".into())),
+        "{log}"
+    );
+    assert!(
+        r.contains(&("stderr".into(), "F".into(), "oops".into())),
+        "{log}"
+    );
+
+    // A 40 KiB line: two 16 KiB partial records and the rest as a full one; the line written
+    // just before exit is there too.
+    let (s, log) = e
+        .run_to_end(
+            "long",
+            e.config(
+                "long",
+                &[
+                    "sh",
+                    "-c",
+                    "head -c 40960 /dev/zero | tr '\\0' x; echo; echo last",
+                ],
+            ),
+        )
+        .await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let r = records(&log);
+    let tags: Vec<(&str, usize)> = r.iter().map(|(_, t, m)| (t.as_str(), m.len())).collect();
+    assert_eq!(
+        tags,
+        vec![("P", 16384), ("P", 16384), ("F", 8192), ("F", 4)],
+        "{tags:?}"
+    );
+    assert_eq!(r[3].2, "last");
+
+    // A tty container's output is logged as stdout.
+    let mut tty = e.config("tty", &["sh", "-c", "echo on-a-tty; tty"]);
+    tty.tty = true;
+    let (s, log) = e.run_to_end("tty", tty).await;
+    assert_eq!(s.exit_code, 0, "{log}");
+    assert!(log.contains("stdout F on-a-tty"), "{log}");
+    assert!(log.contains("/dev/pts/"), "{log}");
+
+    // A missing executable: StartContainer fails with the runtime's message, the container is
+    // exited with StartError.
+    let id = e
+        .create(e.config("missing", &["/no/such/binary"]))
+        .await
+        .unwrap();
+    let err = e.start(&id).await.unwrap_err();
+    assert!(err.message().contains("no/such/binary"), "{err:?}");
+    let s = e.status(&id).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (128, "StartError"),
+        "{s:?}"
+    );
+    assert!(s.message.contains("no/such/binary"), "{s:?}");
+
+    // Lists and filters.
+    let all =
+        e.rt.list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                pod_sandbox_id: e.pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().all(|c| c.image_ref.contains("sha256:")));
+    // Removing keeps the log (kubelet's) and leaves no mount.
+    for c in &all {
+        e.rt.remove_container(RemoveContainerRequest {
+            container_id: c.id.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(e.logs.join("out/0.log").exists());
+    let left: Vec<String> = mounts_under(&e.crustd.runroot.join("containers"));
+    assert!(left.is_empty(), "{left:?}");
+    assert!(std::fs::read_dir(e.crustd.root.join("containers"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+async fn user_and_groups(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let mut c = e.config("ids", SLEEPER);
+    let sc = Env::security(&mut c);
+    sc.run_as_user = Some(Int64Value { value: 1000 });
+    sc.run_as_group = Some(Int64Value { value: 2000 });
+    sc.supplemental_groups = vec![3000];
+    let id = e.run(c).await;
+    assert_eq!(
+        e.sh_out(&id, "id -u; id -g; id -G").await,
+        "1000\n2000\n2000 3000\n"
+    );
+    let user = e.status(&id).await.user.unwrap().linux.unwrap();
+    assert_eq!((user.uid, user.gid), (1000, 2000));
+    assert_eq!(user.supplemental_groups, vec![2000, 3000]);
+
+    // A name from the image's /etc/passwd, and the groups /etc/group gives it (Merge).
+    let mut c = e.config("named", SLEEPER);
+    c.image.as_mut().unwrap().image = e.images.nonroot.reference.clone();
+    Env::security(&mut c).run_as_username = "crustuser".into();
+    let id = e.run(c).await;
+    assert_eq!(e.sh_out(&id, "id -u; id -g").await, "1234\n1234\n");
+    let groups = e.sh_out(&id, "id -G").await;
+    assert!(groups.split_whitespace().any(|g| g == "50"), "{groups}");
+
+    // Strict: only the request's groups, none from the image.
+    let mut c = e.config("strict", SLEEPER);
+    c.image.as_mut().unwrap().image = e.images.nonroot.reference.clone();
+    let sc = Env::security(&mut c);
+    sc.run_as_username = "crustuser".into();
+    sc.supplemental_groups = vec![4000];
+    sc.supplemental_groups_policy = SupplementalGroupsPolicy::Strict as i32;
+    let id = e.run(c).await;
+    assert_eq!(e.sh_out(&id, "id -G").await, "1234 4000\n");
+
+    // The image's own USER.
+    let mut c = e.config("imageuser", SLEEPER);
+    c.image.as_mut().unwrap().image = e.images.nonroot.reference.clone();
+    let id = e.run(c).await;
+    assert_eq!(e.sh_out(&id, "id -u").await, "1234\n");
+
+    // A name the image does not know is refused.
+    let mut c = e.config("ghost", SLEEPER);
+    Env::security(&mut c).run_as_username = "ghost".into();
+    let err = e.create(c).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("ghost"), "{err:?}");
+}
+
+/// CapEff of the process as hex.
+fn cap_eff(status: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .expect("CapEff line");
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+async fn capabilities_and_privileged(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    const CAP_CHOWN: u64 = 1 << 0;
+    const CAP_NET_ADMIN: u64 = 1 << 12;
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    let id = e.run(e.config("default", SLEEPER)).await;
+    let eff = cap_eff(&e.sh_out(&id, "cat /proc/self/status").await);
+    assert!(eff & CAP_CHOWN != 0 && eff & CAP_SYS_ADMIN == 0, "{eff:x}");
+    // The default set allows chown.
+    e.sh_out(&id, "touch /tmp/f && chown 5 /tmp/f").await;
+
+    let mut c = e.config("dropped", SLEEPER);
+    Env::security(&mut c).capabilities = Some(Capability {
+        drop_capabilities: vec!["CHOWN".into()],
+        add_capabilities: vec!["NET_ADMIN".into()],
+        ..Default::default()
+    });
+    let id = e.run(c).await;
+    let eff = cap_eff(&e.sh_out(&id, "cat /proc/self/status").await);
+    assert!(eff & CAP_CHOWN == 0 && eff & CAP_NET_ADMIN != 0, "{eff:x}");
+    let r = e
+        .exec(&id, &["sh", "-c", "touch /tmp/f && chown 5 /tmp/f"])
+        .await;
+    assert_ne!(r.exit_code, 0, "chown without CAP_CHOWN must fail");
+
+    let mut c = e.config("dropall", SLEEPER);
+    Env::security(&mut c).capabilities = Some(Capability {
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    let id = e.run(c).await;
+    assert_eq!(cap_eff(&e.sh_out(&id, "cat /proc/self/status").await), 0);
+
+    let mut c = e.config("unknowncap", SLEEPER);
+    Env::security(&mut c).capabilities = Some(Capability {
+        add_capabilities: vec!["NOT_A_CAP".into()],
+        ..Default::default()
+    });
+    let err = e.create(c).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // Privileged: every capability, /sys writable, no masked /proc/kcore.
+    let mut c = e.config("privileged", SLEEPER);
+    Env::security(&mut c).privileged = true;
+    let id = e.run(c).await;
+    let eff = cap_eff(&e.sh_out(&id, "cat /proc/self/status").await);
+    assert!(eff & CAP_SYS_ADMIN != 0, "{eff:x}");
+    let mounts = e.sh_out(&id, "cat /proc/mounts").await;
+    let sys = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some("/sys"))
+        .unwrap();
+    assert!(sys.split(' ').nth(3).unwrap().starts_with("rw"), "{sys}");
+    // Unprivileged: /sys read-only, /proc/kcore masked.
+    let id = e.run(e.config("plain", SLEEPER)).await;
+    let mounts = e.sh_out(&id, "cat /proc/mounts").await;
+    let sys = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some("/sys"))
+        .unwrap();
+    assert!(sys.split(' ').nth(3).unwrap().starts_with("ro"), "{sys}");
+    assert!(mounts.contains(" /proc/kcore "), "{mounts}");
+}
+
+fn seccomp_mode(status: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.starts_with("Seccomp:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .unwrap()
+}
+
+async fn seccomp_profiles(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let profile = |t: security_profile::ProfileType, r: &str| {
+        Some(SecurityProfile {
+            profile_type: t as i32,
+            localhost_ref: r.into(),
+        })
+    };
+    let mut c = e.config("default", SLEEPER);
+    Env::security(&mut c).seccomp = profile(security_profile::ProfileType::RuntimeDefault, "");
+    let id = e.run(c).await;
+    assert_eq!(
+        seccomp_mode(&e.sh_out(&id, "cat /proc/self/status").await),
+        "2"
+    );
+    // The default profile refuses what a root container with default capabilities may
+    // otherwise do: unshare of a user namespace is blocked by seccomp (EPERM).
+    let r = e.exec(&id, &["unshare", "-U", "true"]).await;
+    assert_ne!(
+        r.exit_code, 0,
+        "unshare -U must be refused by RuntimeDefault"
+    );
+
+    let mut c = e.config("unconfined", SLEEPER);
+    Env::security(&mut c).seccomp = profile(security_profile::ProfileType::Unconfined, "");
+    let id = e.run(c).await;
+    assert_eq!(
+        seccomp_mode(&e.sh_out(&id, "cat /proc/self/status").await),
+        "0"
+    );
+
+    // A localhost profile that refuses mkdir.
+    let path = e.logs.parent().unwrap().join("no-mkdir.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut c = e.config("localhost", SLEEPER);
+    Env::security(&mut c).seccomp = profile(
+        security_profile::ProfileType::Localhost,
+        &path.display().to_string(),
+    );
+    let id = e.run(c).await;
+    let r = e.exec(&id, &["mkdir", "/tmp/blocked"]).await;
+    assert_ne!(r.exit_code, 0);
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("not permitted"),
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    e.sh_out(&id, "touch /tmp/allowed").await;
+}
+
+async fn readonly_rootfs_and_mounts(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let host_dir = e.logs.parent().unwrap().join("vol");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("from-host"), "hi\n").unwrap();
+    let mut c = e.config("ro", SLEEPER);
+    Env::security(&mut c).readonly_rootfs = true;
+    c.mounts = vec![
+        Mount {
+            container_path: "/data".into(),
+            host_path: host_dir.display().to_string(),
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/rodata".into(),
+            host_path: host_dir.display().to_string(),
+            readonly: true,
+            ..Default::default()
+        },
+    ];
+    c.devices = vec![Device {
+        container_path: "/dev/mynull".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rw".into(),
+    }];
+    let id = e.run(c).await;
+    let r = e.exec(&id, &["touch", "/rootfs-write"]).await;
+    assert_ne!(r.exit_code, 0, "a read-only rootfs refuses writes");
+    assert_eq!(e.sh_out(&id, "cat /data/from-host").await, "hi\n");
+    e.sh_out(&id, "echo back > /data/from-container").await;
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("from-container")).unwrap(),
+        "back\n"
+    );
+    let r = e.exec(&id, &["touch", "/rodata/x"]).await;
+    assert_ne!(r.exit_code, 0, "a read-only bind refuses writes");
+    e.sh_out(&id, "echo x > /dev/mynull").await;
+    // The pod's files are there.
+    assert_eq!(e.sh_out(&id, "cat /etc/hostname").await, "ctr\n");
+    assert!(e
+        .sh_out(&id, "cat /proc/mounts")
+        .await
+        .contains(" /dev/shm "));
+
+    // The writable layer is private: a write in one container is not seen by another.
+    let a = e.run(e.config("a", SLEEPER)).await;
+    let b = e.run(e.config("b", SLEEPER)).await;
+    e.sh_out(&a, "echo mine > /etc/only-a").await;
+    assert_ne!(e.exec(&b, &["cat", "/etc/only-a"]).await.exit_code, 0);
+    // Image layers as built: the whiteout hid the removed file.
+    assert_ne!(e.exec(&a, &["cat", "/etc/removed-file"]).await.exit_code, 0);
+
+    // Bad mounts are InvalidArgument and leave nothing.
+    for path in ["relative/path", "/a/../b"] {
+        let mut c = e.config("badmount", SLEEPER);
+        c.mounts = vec![Mount {
+            container_path: path.into(),
+            host_path: host_dir.display().to_string(),
+            ..Default::default()
+        }];
+        let err = e.create(c).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err:?}");
+    }
+    let mut c = e.config("escape", SLEEPER);
+    c.log_path = "../../escape.log".into();
+    let err = e.create(c).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+}
+
+async fn memory_limit_oom_kills(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let mut c = e.config(
+        "hog",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=256M count=1; sleep 5",
+        ],
+    );
+    c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    });
+    let id = e.run(c).await;
+    let s = e.wait_exited(&id).await;
+    assert_eq!(s.reason, "OOMKilled", "{s:?}");
+    assert_eq!(s.exit_code, 137, "{s:?}");
+}
+
+async fn stop_signal_and_timeout(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    // pid 1 of its own namespace with no handler: SIGTERM does nothing, SIGKILL after 2 s.
+    let id = e.run(e.config("stubborn", SLEEPER)).await;
+    let t = Instant::now();
+    e.rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 2,
+    })
+    .await
+    .unwrap();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    let s = e.status(&id).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert_eq!(s.exit_code, 137);
+
+    // A container that handles SIGTERM exits by itself.
+    let id = e
+        .run(e.config(
+            "polite",
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+            ],
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    e.rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 30,
+    })
+    .await
+    .unwrap();
+    let s = e.status(&id).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    // Idempotent, and unknown IDs succeed.
+    for id in [id.as_str(), "no-such-container"] {
+        e.rt.stop_container(StopContainerRequest {
+            container_id: id.into(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+        e.rt.remove_container(RemoveContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap();
+    }
+    let err = e.status_err("no-such-container").await;
+    assert_eq!(err.code(), Code::NotFound);
+    // StopPodSandbox stops what still runs.
+    let id = e.run(e.config("left", SLEEPER)).await;
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: e.pod.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        e.status(&id).await.state,
+        ContainerState::ContainerExited as i32
+    );
+}
+
+impl Env {
+    async fn status_err(&mut self, id: &str) -> tonic::Status {
+        self.rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err()
+    }
+}
+
+async fn exec_sync(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let mut c = e.config("exec", SLEEPER);
+    c.envs = vec![KeyValue {
+        key: "GREETING".into(),
+        value: "hi".into(),
+    }];
+    let id = e.run(c).await;
+    let r = e
+        .exec(&id, &["sh", "-c", "echo $GREETING; echo err >&2; exit 3"])
+        .await;
+    assert_eq!(r.exit_code, 3);
+    assert_eq!(r.stdout, b"hi\n");
+    assert_eq!(r.stderr, b"err\n");
+    // Timeout: DeadlineExceeded, and the command is gone.
+    let t = Instant::now();
+    let err =
+        e.rt.exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "77".into()],
+            timeout: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let ps = e.sh_out(&id, "ps").await;
+    assert!(!ps.contains("sleep 77"), "{ps}");
+    // Output capped at 16 MiB.
+    let r = e
+        .exec(&id, &["sh", "-c", "head -c 20000000 /dev/zero"])
+        .await;
+    assert_eq!(r.stdout.len(), 16 << 20);
+    // Not running: FailedPrecondition; unknown: NotFound.
+    let done = e.run(e.config("done", &["true"])).await;
+    e.wait_exited(&done).await;
+    let err =
+        e.rt.exec_sync(ExecSyncRequest {
+            container_id: done,
+            cmd: vec!["true".into()],
+            timeout: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err =
+        e.rt.exec_sync(ExecSyncRequest {
+            container_id: "nope".into(),
+            cmd: vec!["true".into()],
+            timeout: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+async fn update_resources(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let id = e.run(e.config("upd", SLEEPER)).await;
+    let resources = LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        cpu_quota: 50000,
+        cpu_period: 100000,
+        ..Default::default()
+    };
+    e.rt.update_container_resources(UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(resources.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = e.status(&id).await;
+    let linux = s.resources.unwrap().linux.unwrap();
+    assert_eq!(linux.memory_limit_in_bytes, 64 << 20);
+    assert_eq!(linux.cpu_quota, 50000);
+    // The container's own cgroup has the limit (seen from the node).
+    let info =
+        e.rt.container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cgroup = info["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/');
+    let limit = std::fs::read_to_string(
+        Path::new("/sys/fs/cgroup/memory")
+            .join(cgroup)
+            .join("memory.limit_in_bytes"),
+    )
+    .unwrap();
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    // Invalid values: InvalidArgument, nothing changed.
+    let err =
+        e.rt.update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: -5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let s = e.status(&id).await;
+    assert_eq!(
+        s.resources.unwrap().linux.unwrap().memory_limit_in_bytes,
+        64 << 20
+    );
+}
+
+async fn reopen_log(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let id = e
+        .run(e.config(
+            "rotate",
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.05; done",
+            ],
+        ))
+        .await;
+    let log = e.status(&id).await.log_path;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rotated = format!("{log}.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    e.rt.reopen_container_log(ReopenContainerLogRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    e.rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    // Every line is in one file or the other, in order, none lost.
+    let mut all = String::new();
+    for f in [&rotated, &log] {
+        all.push_str(&std::fs::read_to_string(f).unwrap());
+    }
+    let numbers: Vec<u64> = records(&all)
+        .iter()
+        .map(|(_, _, m)| m.trim_start_matches("line").parse().unwrap())
+        .collect();
+    assert!(numbers.len() > 10, "{numbers:?}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    assert!(!std::fs::read_to_string(&log).unwrap().is_empty());
+    // A container that is not running: an error.
+    let err =
+        e.rt.reopen_container_log(ReopenContainerLogRequest { container_id: id })
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}
+
+async fn bad_requests(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let mut c = e.config("noimage", SLEEPER);
+    c.image.as_mut().unwrap().image = "127.0.0.1:1/not/there:latest".into();
+    let err = e.create(c).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(err.message().contains("not/there"), "{err:?}");
+    // The name is reserved per pod and attempt.
+    e.create(e.config("twice", SLEEPER)).await.unwrap();
+    let err = e.create(e.config("twice", SLEEPER)).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    let mut next = e.config("twice", SLEEPER);
+    next.metadata.as_mut().unwrap().attempt = 1;
+    e.create(next).await.unwrap();
+    // An unknown pod: NotFound.
+    let err =
+        e.rt.create_container(CreateContainerRequest {
+            pod_sandbox_id: "nopod".into(),
+            config: Some(e.config("x", SLEEPER)),
+            sandbox_config: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // Starting twice: FailedPrecondition.
+    let id = e.run(e.config("started", SLEEPER)).await;
+    assert_eq!(
+        e.start(&id).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(e.handler, handler);
+}
+
+async fn process_and_environment(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    // command replaces the image's entrypoint and cmd; args alone replace only cmd.
+    let mut c = e.config("proc", &[]);
+    c.command = vec![];
+    c.args = vec!["-c".into(), "echo args-only".into()];
+    c.image.as_mut().unwrap().image = e.images.busybox.reference.clone();
+    // busybox's image has Cmd ["sh"] and no entrypoint: args alone replace Cmd.
+    c.command = vec!["sh".into()];
+    let (s, log) = e.run_to_end("proc", c).await;
+    assert_eq!(s.exit_code, 0);
+    assert!(log.contains("stdout F args-only"), "{log}");
+
+    let mut c = e.config("env", SLEEPER);
+    c.working_dir = "/made/for/you".into();
+    c.envs = vec![
+        KeyValue {
+            key: "PATH".into(),
+            value: "/bin:/usr/bin".into(),
+        },
+        KeyValue {
+            key: "A".into(),
+            value: "1".into(),
+        },
+    ];
+    c.labels = kv(&[("app", "env")]);
+    let id = e.run(c).await;
+    assert_eq!(e.sh_out(&id, "pwd").await, "/made/for/you\n");
+    assert_eq!(
+        e.sh_out(&id, "echo $PATH $A $HOSTNAME").await,
+        "/bin:/usr/bin 1 ctr\n"
+    );
+    let listed =
+        e.rt.list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                label_selector: kv(&[("app", "env")]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+}
+
+async fn mount_propagation(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let base = e.logs.parent().unwrap().join("prop");
+    std::fs::create_dir_all(&base).unwrap();
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{cmd}");
+    };
+    // A shared host mount at base.
+    sh(&format!(
+        "mount --bind {0} {0} && mount --make-shared {0}",
+        base.display()
+    ));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .args(["-R", "-l"])
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _guard = Unmount(base.clone());
+    let mut c = e.config("slave", SLEEPER);
+    c.mounts = vec![
+        Mount {
+            container_path: "/slave".into(),
+            host_path: base.display().to_string(),
+            propagation: MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/private".into(),
+            host_path: base.display().to_string(),
+            propagation: MountPropagation::PropagationPrivate as i32,
+            ..Default::default()
+        },
+    ];
+    let id = e.run(c).await;
+    // A mount made on the host after the start reaches the rslave mount only.
+    let sub = base.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    sh(&format!("mount -t tmpfs tmpfs {}", sub.display()));
+    std::fs::write(sub.join("late"), "late\n").unwrap();
+    assert_eq!(e.sh_out(&id, "cat /slave/sub/late").await, "late\n");
+    assert_ne!(
+        e.exec(&id, &["cat", "/private/sub/late"]).await.exit_code,
+        0
+    );
+
+    // Bidirectional on a private host mount is refused.
+    let private = e.logs.parent().unwrap().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    sh(&format!(
+        "mount --bind {0} {0} && mount --make-private {0}",
+        private.display()
+    ));
+    let _guard2 = Unmount(private.clone());
+    let mut c = e.config("bidi", SLEEPER);
+    c.mounts = vec![Mount {
+        container_path: "/bidi".into(),
+        host_path: private.display().to_string(),
+        propagation: MountPropagation::PropagationBidirectional as i32,
+        ..Default::default()
+    }];
+    let err = e.create(c).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+}
