@@ -67,7 +67,8 @@ pub enum Request {
     /// Answered with `{"ok":true}`; then the connection receives [`Event`] lines. Events that
     /// already happened (the pod init's exit) are sent at once after the answer.
     Watch,
-    /// Kill the pod init (and with it everything in the pod's pid namespace), unpin the
+    /// Kill the running containers (recording their exits as when they exit on their own),
+    /// then the pod init (and with it everything in the pod's pid namespace), unpin the
     /// namespaces, answer `{"ok":true}`, remove the socket and pid file, exit.
     Shutdown,
     /// Run the OCI runtime's `create`; answered with a [`Created`].

@@ -366,7 +366,14 @@ fn take_master(
 ) -> Result<Option<OwnedFd>, String> {
     if conn.is_none() {
         match console.listener.accept() {
-            Ok((stream, _)) => *conn = Some(stream),
+            Ok((stream, _)) => {
+                // Non-blocking: a runtime that connects and then hangs must not hang us; the
+                // wait loop polls the connection until the message is there.
+                stream
+                    .set_nonblocking(true)
+                    .map_err(|e| format!("accepting on the console socket: {e}"))?;
+                *conn = Some(stream);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
             Err(e) => return Err(format!("accepting on the console socket: {e}")),
@@ -375,9 +382,12 @@ fn take_master(
     let Some(stream) = conn.as_ref() else {
         return Ok(None);
     };
-    // The runtime sends the master in one message right after connecting; a blocking receive
-    // waits only for that (bounded: the runtime's exit closes the connection).
-    let received = crust_sys::recv_fd(stream.as_fd()).map_err(|e| e.to_string())?;
+    // The runtime sends the master in one message right after connecting.
+    let received = match crust_sys::recv_fd(stream.as_fd()) {
+        Ok(received) => received,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
     *conn = None;
     match received {
         Some(master) => Ok(Some(master)),
@@ -489,5 +499,26 @@ mod tests {
         // Exit 0 but no pid file.
         let err = Container::create(&req(&["true"], 1000)).unwrap_err();
         assert!(err.contains("pid file"), "{err}");
+
+        // A runtime that connects to the console socket and then hangs is killed in time, and
+        // the socket file is removed.
+        let socket = dir.path().join("console.sock");
+        let script = format!(
+            "import socket, time\ns = socket.socket(socket.AF_UNIX)\ns.connect({:?})\ntime.sleep(100)",
+            socket.to_str().unwrap()
+        );
+        let mut hung = req(&["python3", "-c", &script], 1000);
+        hung.terminal = true;
+        hung.console_socket = Some(socket.clone());
+        let start = Instant::now();
+        let err = Container::create(&hung).unwrap_err();
+        assert!(err.contains("did not finish"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(!socket.exists());
+        // A terminal without a console socket is refused before anything runs.
+        hung.console_socket = None;
+        assert!(Container::create(&hung)
+            .unwrap_err()
+            .contains("console_socket"));
     }
 }

@@ -10,7 +10,9 @@
 //! P1 forks before anything else, while it has one thread. P2 starts a new session so crustd
 //! (its terminal, its process group, its death) cannot reach it, becomes child subreaper so
 //! orphans of the pod's host-namespace processes come back to it, and then serves a poll(2)
-//! loop on one thread: no async runtime, to stay small (see `serve.rs`).
+//! loop on one thread: no async runtime, to stay small (see `serve.rs`). Containers are
+//! created through the OCI runtime with stdio the monitor owns; their output goes to CRI log
+//! files and their exits to exit files and events (`container.rs`, `log.rs`).
 
 mod container;
 pub mod log;
