@@ -165,7 +165,8 @@ impl Crustd {
     }
 
     pub async fn runtime(&self) -> anyhow::Result<RuntimeServiceClient<Channel>> {
-        Ok(RuntimeServiceClient::new(self.channel().await?))
+        // ExecSync replies carry up to 16 MiB per stream.
+        Ok(RuntimeServiceClient::new(self.channel().await?).max_decoding_message_size(40 << 20))
     }
 
     pub async fn images(&self) -> anyhow::Result<ImageServiceClient<Channel>> {

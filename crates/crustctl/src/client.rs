@@ -18,6 +18,8 @@ pub const DEFAULT_ENDPOINT: &str = "unix:///run/crust/crust.sock";
 
 /// kubelet (and crictl) accept replies up to 16 MiB; tonic's default is 4 MiB.
 const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+/// Replies may be larger: ExecSync carries up to 16 MiB of stdout and 16 MiB of stderr.
+const MAX_REPLY_SIZE: usize = 40 * 1024 * 1024;
 
 /// Parses a CRI endpoint: `unix:///path/to.sock` or a bare path.
 pub fn parse_endpoint(endpoint: &str) -> Result<PathBuf> {
@@ -81,7 +83,7 @@ impl Ctx {
     pub async fn runtime(&self) -> Result<RuntimeServiceClient<Channel>> {
         let channel = self.connect(&self.runtime_endpoint).await?;
         Ok(RuntimeServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_decoding_message_size(MAX_REPLY_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE))
     }
 

@@ -19,6 +19,10 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// kubelet and crictl send messages up to 16 MiB.
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Replies may be larger: ExecSync carries up to 16 MiB of stdout and 16 MiB of stderr, as
+/// containerd's does (a client must allow for that; kubelet's 16 MiB limit refuses such a
+/// reply, with crustd as with containerd).
+const MAX_REPLY_BYTES: usize = 40 << 20;
 
 /// crust's CRI daemon: serves the Kubernetes Container Runtime Interface (v1 RuntimeService
 /// and ImageService) over a unix socket.
@@ -83,7 +87,7 @@ async fn serve(args: Args, config: Config, config_path: PathBuf) -> anyhow::Resu
 
     let runtime = RuntimeServiceServer::new(RuntimeSvc::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_encoding_message_size(MAX_REPLY_BYTES);
     let image = ImageServiceServer::new(ImageSvc::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -124,6 +124,9 @@ pub struct Host {
     pub devices: Vec<HostDevice>,
     /// The architecture the default seccomp profile is built for.
     pub arch: Arch,
+    /// crustd's own bounding set (`CAP_*` names): what privileged containers and `add: ALL`
+    /// get. `None`: every capability the kernel knows.
+    pub capabilities: Option<Vec<String>>,
 }
 
 impl Default for Host {
@@ -137,6 +140,7 @@ impl Default for Host {
             recursive_read_only: false,
             devices: Vec::new(),
             arch: Arch::native(),
+            capabilities: None,
         }
     }
 }
@@ -193,7 +197,7 @@ pub fn generate(input: &Input) -> Result<Output, SpecError> {
         input.etc_group.as_deref(),
     )?;
 
-    let caps = security::capabilities(sc, privileged)?;
+    let caps = security::capabilities(sc, privileged, input.host.capabilities.as_deref())?;
     let mut process = Process::default();
     process.set_terminal(Some(input.config.tty));
     process.set_console_size(None);

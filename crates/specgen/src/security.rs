@@ -168,19 +168,38 @@ fn canonical(name: &str) -> Result<&'static str, SpecError> {
         .ok_or_else(|| SpecError::UnknownCapability(name.to_string()))
 }
 
+/// The capability names of a `/proc/<pid>/status` mask (`CapBnd:` hex): bit N is the Nth
+/// entry of [`ALL_CAPABILITIES`], which is listed in kernel order.
+pub fn names_of_mask(mask: u64) -> Vec<String> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| *bit < 64 && mask & (1u64 << bit) != 0)
+        .map(|(_, (name, _))| name.to_string())
+        .collect()
+}
+
 fn is_all(name: &str) -> bool {
     name.trim().eq_ignore_ascii_case("ALL")
 }
 
-/// The capability sets, as containerd computes them: privileged gets every capability;
+/// The capability sets, as containerd computes them: privileged gets every capability crustd
+/// itself holds (`current`, its bounding set; containerd's WithAllCurrentCapabilities: a
+/// capability the node withholds from crustd cannot be granted, and asking for it makes the
+/// runtime's capset fail); `None` means every capability the kernel knows;
 /// otherwise start from the defaults, then `add ALL` (everything), `drop ALL` (nothing), the
 /// individual adds, the individual drops (so a capability both added and dropped is dropped),
 /// and finally the ambient ones (added to every set).
 pub fn capabilities(
     sc: Option<&LinuxContainerSecurityContext>,
     privileged: bool,
+    current: Option<&[String]>,
 ) -> Result<CapSet, SpecError> {
-    let all: BTreeSet<&'static str> = ALL_CAPABILITIES.iter().map(|(c, _)| *c).collect();
+    let all: BTreeSet<&'static str> = ALL_CAPABILITIES
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| current.is_none_or(|cur| cur.iter().any(|x| x == c)))
+        .collect();
     let mut out = CapSet::default();
     if privileged {
         out.set = all;
@@ -351,25 +370,39 @@ mod tests {
 
     #[test]
     fn capability_arithmetic() {
-        let c = capabilities(None, false).unwrap();
+        let c = capabilities(None, false, None).unwrap();
         assert_eq!(c.set.len(), DEFAULT_CAPABILITIES.len());
-        let c = capabilities(Some(&with(&["ALL"], &[], &[])), false).unwrap();
+        let c = capabilities(Some(&with(&["ALL"], &[], &[])), false, None).unwrap();
         assert_eq!(c.set.len(), 41);
-        let c = capabilities(Some(&with(&["net_admin"], &["ALL"], &[])), false).unwrap();
+        let c = capabilities(Some(&with(&["net_admin"], &["ALL"], &[])), false, None).unwrap();
         assert_eq!(names(&c), ["CAP_NET_ADMIN"]);
-        let c = capabilities(Some(&with(&["all"], &["CAP_CHOWN"], &[])), false).unwrap();
+        let c = capabilities(Some(&with(&["all"], &["CAP_CHOWN"], &[])), false, None).unwrap();
         assert_eq!(c.set.len(), 40);
         assert!(!c.has("CAP_CHOWN"));
         let c = capabilities(
             Some(&with(&["SYS_ADMIN"], &["SYS_ADMIN", "kill"], &[])),
             false,
+            None,
         )
         .unwrap();
         assert!(!c.has("CAP_SYS_ADMIN") && !c.has("CAP_KILL"));
-        let c = capabilities(Some(&with(&[], &["ALL"], &["NET_BIND_SERVICE"])), false).unwrap();
+        let c = capabilities(
+            Some(&with(&[], &["ALL"], &["NET_BIND_SERVICE"])),
+            false,
+            None,
+        )
+        .unwrap();
         assert_eq!(names(&c), ["CAP_NET_BIND_SERVICE"]);
         assert_eq!(c.ambient.len(), 1);
-        let c = capabilities(Some(&with(&[], &["ALL"], &[])), true).unwrap();
+        let c = capabilities(Some(&with(&[], &["ALL"], &[])), true, None).unwrap();
+        // Privileged and ALL get only what crustd holds (no CAP_SYS_RESOURCE here).
+        let current = names_of_mask(!(1u64 << 24) & ((1u64 << 41) - 1));
+        assert!(current.contains(&"CAP_CHOWN".to_string()));
+        assert!(!current.contains(&"CAP_SYS_RESOURCE".to_string()));
+        let p = capabilities(None, true, Some(&current)).unwrap();
+        assert!(p.has("CAP_SYS_ADMIN") && !p.has("CAP_SYS_RESOURCE"));
+        let a = capabilities(Some(&with(&["ALL"], &[], &[])), false, Some(&current)).unwrap();
+        assert!(!a.has("CAP_SYS_RESOURCE") && a.set.len() == 40);
         assert_eq!(c.set.len(), 41);
     }
 
@@ -381,7 +414,7 @@ mod tests {
             with(&[], &[], &["x"]),
         ] {
             assert!(matches!(
-                capabilities(Some(&sc), false),
+                capabilities(Some(&sc), false, None),
                 Err(SpecError::UnknownCapability(_))
             ));
         }

@@ -482,6 +482,7 @@ fn host_for_spec(
         recursive_read_only: facts.recursive_read_only,
         devices,
         arch: specgen::seccomp::Arch::native(),
+        capabilities: facts.capabilities.clone(),
     }
 }
 

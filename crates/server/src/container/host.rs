@@ -18,6 +18,8 @@ pub(super) struct HostFacts {
     pub recursive_read_only: bool,
     /// AppArmor is enabled on the node.
     pub apparmor: bool,
+    /// crustd's own bounding set: all a privileged container can be given.
+    pub capabilities: Option<Vec<String>>,
 }
 
 impl HostFacts {
@@ -40,6 +42,13 @@ impl HostFacts {
             swap_accounting,
             oom_score_adj,
             recursive_read_only: kernel_at_least(&release, 5, 12),
+            capabilities: std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    let line = s.lines().find(|l| l.starts_with("CapBnd:"))?;
+                    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+                })
+                .map(crust_specgen::security::names_of_mask),
             apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
                 .is_ok_and(|s| s.trim() == "Y")
                 && Path::new("/sys/kernel/security/apparmor").exists(),
