@@ -772,7 +772,7 @@ mod tests {
 
     #[test]
     fn default_profile_follows_capabilities() {
-        let caps = capabilities(None, false).unwrap();
+        let caps = capabilities(None, false, None).unwrap();
         let p = default_profile(&caps, Arch::X86_64);
         let sys = p.syscalls().as_ref().unwrap();
         let all: Vec<&str> = sys
@@ -785,7 +785,7 @@ mod tests {
         assert_eq!(clone3.errno_ret(), Some(ENOSYS));
         assert_eq!(p.default_errno_ret(), Some(EPERM));
 
-        let admin = capabilities(None, true).unwrap();
+        let admin = capabilities(None, true, None).unwrap();
         let p = default_profile(&admin, Arch::Aarch64);
         let sys = p.syscalls().as_ref().unwrap();
         let all: Vec<&str> = sys
@@ -802,7 +802,7 @@ mod tests {
 
     #[test]
     fn docker_and_oci_profiles_parse() {
-        let caps = capabilities(None, false).unwrap();
+        let caps = capabilities(None, false, None).unwrap();
         let docker = br#"{
             "defaultAction": "SCMP_ACT_ERRNO",
             "defaultErrnoRet": 1,
