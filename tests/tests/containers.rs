@@ -635,6 +635,22 @@ async fn readonly_rootfs_and_mounts(handler: &'static str, index: u8) {
     let r = e.exec(&id, &["touch", "/rodata/x"]).await;
     assert_ne!(r.exit_code, 0, "a read-only bind refuses writes");
     e.sh_out(&id, "echo x > /dev/mynull").await;
+    // An image volume: another image's rootfs, read-only.
+    let mut c = e.config("imgvol", SLEEPER);
+    c.mounts = vec![Mount {
+        container_path: "/imgvol".into(),
+        image: Some(ImageSpec {
+            image: e.images.nonroot.reference.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let vol = e.run(c).await;
+    assert_eq!(
+        e.sh_out(&vol, "cat /imgvol/home/crustuser/hello.txt").await,
+        "hello\n"
+    );
+    assert_ne!(e.exec(&vol, &["touch", "/imgvol/x"]).await.exit_code, 0);
     // The pod's files are there.
     assert_eq!(e.sh_out(&id, "cat /etc/hostname").await, "ctr\n");
     assert!(e
@@ -688,8 +704,12 @@ async fn stop_signal_and_timeout(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
     // A process that ignores SIGTERM: SIGKILL after 2 s.
     let id = e
-        .run(e.config("stubborn", &["sh", "-c", "trap '' TERM; sleep 1000"]))
+        .run(e.config(
+            "stubborn",
+            &["sh", "-c", "trap '' TERM; touch /tmp/ready; sleep 1000"],
+        ))
         .await;
+    e.wait_for_file(&id, "/tmp/ready").await;
     let t = Instant::now();
     e.rt.stop_container(StopContainerRequest {
         container_id: id.clone(),
@@ -710,11 +730,11 @@ async fn stop_signal_and_timeout(handler: &'static str, index: u8) {
             &[
                 "sh",
                 "-c",
-                "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+                "trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done",
             ],
         ))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    e.wait_for_file(&id, "/tmp/ready").await;
     e.rt.stop_container(StopContainerRequest {
         container_id: id.clone(),
         timeout: 30,
@@ -753,6 +773,15 @@ async fn stop_signal_and_timeout(handler: &'static str, index: u8) {
 }
 
 impl Env {
+    /// Waits until `path` exists in the container (its script reached that point).
+    async fn wait_for_file(&mut self, id: &str, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.exec(id, &["test", "-e", path]).await.exit_code != 0 {
+            assert!(Instant::now() < deadline, "{path} never appeared in {id}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn status_err(&mut self, id: &str) -> tonic::Status {
         self.rt
             .container_status(ContainerStatusRequest {
@@ -1008,6 +1037,31 @@ async fn process_and_environment(handler: &'static str, index: u8) {
         .containers;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
+    // The pod's status carries its containers (evented PLEG).
+    let pod =
+        e.rt.pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: e.pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pod.containers_statuses.iter().any(|c| c.id == id));
+    // Removing the image keeps the layers a container uses: it goes on working.
+    let mut img = e.crustd.images().await.unwrap();
+    img.remove_image(RemoveImageRequest {
+        image: Some(ImageSpec {
+            image: e.images.busybox.reference.clone(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for diff_id in &e.images.busybox.diff_ids {
+        assert!(e.crustd.layer_dir(diff_id).is_dir(), "layer {diff_id} kept");
+    }
+    assert_eq!(e.sh_out(&id, "cat /etc/hostname").await, "ctr\n");
 }
 
 async fn mount_propagation(handler: &'static str, index: u8) {

@@ -271,9 +271,16 @@ impl ImageManager {
             }
         }
         let images = self.store.list_images()?;
+        let containers = self.store.list_containers()?;
+        // Layers of existing containers stay, even when their image was removed.
         let wanted_layers: HashSet<&str> = images
             .iter()
             .flat_map(|i| i.layers.iter().map(|l| l.diff_id.as_str()))
+            .chain(
+                containers
+                    .iter()
+                    .flat_map(|c| c.layers.iter().map(String::as_str)),
+            )
             .collect();
         for layer in self.store.list_layers()? {
             if !wanted_layers.contains(layer.diff_id.as_str()) {
@@ -332,6 +339,12 @@ impl ImageManager {
             .join(format!(".tmp-del-{}", random_suffix()));
         std::fs::rename(&path, &doomed).map_err(ImageError::io(&path))?;
         remove_all(&doomed)
+    }
+
+    /// Holds off garbage collection while the guard lives: a container being created takes it
+    /// until its record (naming the layers it mounts) is stored.
+    pub async fn hold_layers(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.gc_lock.clone().read_owned().await
     }
 
     /// Bytes and inodes the image store holds: unpacked layers (as recorded when they were

@@ -90,6 +90,11 @@ pub struct ContainerRecord {
     pub stop_signal: i32,
     /// The container cgroup (the spec's cgroupsPath).
     pub cgroups_path: String,
+    /// Diff IDs of the image layers the container's mounts use (its image and image volumes):
+    /// image garbage collection keeps them while the container exists, even if the image is
+    /// removed.
+    #[serde(default)]
+    pub layers: Vec<String>,
     pub user: ContainerUser,
 }
 

@@ -131,6 +131,8 @@ impl Containers {
     async fn create_task(self: Arc<Self>, plan: Plan) -> Result<String, Status> {
         let id = crate::sandbox::new_id();
         let mut undo = Undo::default();
+        // No image GC between mounting the layers and storing the record that names them.
+        let _layers = self.images.hold_layers().await;
         // Mounting and spec generation touch the filesystem only: off the async threads.
         let this = self.clone();
         let (plan, id2) = (Arc::new(plan), id.clone());
@@ -198,6 +200,12 @@ impl Containers {
         .map_err(|e| step("mounting the rootfs", &e))?;
         undo.mounts.push(rootfs.clone());
 
+        let mut layer_ids: Vec<String> = plan
+            .image
+            .layers
+            .iter()
+            .map(|l| l.diff_id.clone())
+            .collect();
         // Image volumes: each image mounted read-only once.
         let mut image_mounts = BTreeMap::new();
         for m in &plan.config.mounts {
@@ -222,6 +230,7 @@ impl Containers {
                 .join(image_mounts.len().to_string());
             rootfs::mount_layers(&self.images.layer_dirs(&image), None, &target)
                 .map_err(|e| step("mounting an image volume", &e))?;
+            layer_ids.extend(image.layers.iter().map(|l| l.diff_id.clone()));
             undo.mounts.push(target.clone());
             image_mounts.insert(spec.image.clone(), target);
         }
@@ -353,6 +362,7 @@ impl Containers {
             pid: 0,
             stop_signal,
             cgroups_path,
+            layers: layer_ids,
             user: ContainerUser {
                 uid: output.user.uid,
                 gid: output.user.gid,

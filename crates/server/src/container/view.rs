@@ -161,6 +161,7 @@ pub(super) mod tests {
             pid: 42,
             stop_signal: 15,
             cgroups_path: "/crust/crust-c0ffee".into(),
+            layers: vec![],
             user: Default::default(),
         }
     }

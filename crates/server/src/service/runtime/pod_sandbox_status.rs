@@ -34,7 +34,13 @@ pub(super) async fn pod_sandbox_status(
     Ok(PodSandboxStatusResponse {
         status: Some(pod_status(&record)),
         info,
-        containers_statuses: Vec::new(),
+        // For evented PLEG: the pod's containers as ContainerStatus reports them.
+        containers_statuses: state
+            .containers
+            .of_pod(&record.id)
+            .iter()
+            .map(|c| crate::container::container_status(&c.snapshot()))
+            .collect(),
         timestamp: now_nanos(),
     })
 }
