@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: start a local test registry with crust's test images,
-# start crustd on its embedded defaults, pull an image through it and list it. Run as root.
+# start crustd on its embedded defaults, pull an image through it and list it, then run a pod
+# with a container in it, exec into it, read its log, and remove it all. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins
@@ -23,4 +24,23 @@ for _ in $(seq 100); do "$bin/crustctl" version >/dev/null 2>&1 && break; sleep 
 "$bin/crustctl" version
 "$bin/crustctl" pull "$registry/crust/busybox:latest"
 "$bin/crustctl" images
+
+# A pod and a container in crictl's config formats (the default CNI network crust0 serves).
+cat >"$work/pod.json" <<JSON
+{"metadata": {"name": "demo", "namespace": "default", "uid": "demo-uid-$$"},
+ "hostname": "demo", "log_directory": "$work/logs", "linux": {}}
+JSON
+cat >"$work/container.json" <<JSON
+{"metadata": {"name": "hello"}, "image": {"image": "$registry/crust/busybox:latest"},
+ "command": ["sh", "-c", "echo hello from crust; sleep 3600"], "log_path": "hello.log",
+ "linux": {}}
+JSON
+ctr=$("$bin/crustctl" run "$work/container.json" "$work/pod.json")
+"$bin/crustctl" ps
+"$bin/crustctl" exec -s "$ctr" sh -c 'echo "exec in $(hostname) as $(id -un)"'
+sleep 0.5
+"$bin/crustctl" logs "$ctr"
+pod=$("$bin/crustctl" pods -q --name demo)
+"$bin/crustctl" stopp "$pod"
+"$bin/crustctl" rmp "$pod"
 echo "crustd log: $work/crustd.log (state in /var/lib/crust; crustd stops when this script ends)"

@@ -299,6 +299,7 @@ both_runtimes! {
     bad_requests(51);
     process_and_environment(52);
     mount_propagation(53);
+    pid_namespaces_and_cpu(54);
 }
 
 async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
@@ -1135,4 +1136,74 @@ async fn mount_propagation(handler: &'static str, index: u8) {
     }];
     let err = e.create(c).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+}
+
+async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let with_pid = |mut c: ContainerConfig, mode: NamespaceMode, target: &str| {
+        Env::security(&mut c).namespace_options = Some(NamespaceOption {
+            pid: mode as i32,
+            target_id: target.into(),
+            ..Default::default()
+        });
+        c
+    };
+    // Its own pid namespace: the command is pid 1.
+    let own = e
+        .run(with_pid(
+            e.config("own", &["sleep", "1001"]),
+            NamespaceMode::Container,
+            "",
+        ))
+        .await;
+    assert_eq!(e.sh_out(&own, "cat /proc/1/cmdline | tr '\\0' ' '").await, "sleep 1001 ");
+    // TARGET: joins the other container's pid namespace and sees its processes.
+    let joined = e
+        .run(with_pid(e.config("joined", SLEEPER), NamespaceMode::Target, &own))
+        .await;
+    let ps = e.sh_out(&joined, "ps").await;
+    assert!(ps.contains("sleep 1001"), "{ps}");
+    // POD (the CRI default): the pod's shared namespace, whose pid 1 is crust's pod init.
+    let pod = e.run(e.config("pod", SLEEPER)).await;
+    let ps = e.sh_out(&pod, "ps").await;
+    assert!(!ps.contains("sleep 1001"), "{ps}");
+    // TARGET without a target, or a stopped one: refused.
+    let err = e
+        .create(with_pid(e.config("notarget", SLEEPER), NamespaceMode::Target, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // CPU limits land in the container's cgroup.
+    let mut c = e.config("cpu", SLEEPER);
+    c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        cpu_period: 100000,
+        cpu_quota: 25000,
+        cpu_shares: 256,
+        cpuset_cpus: "0".into(),
+        ..Default::default()
+    });
+    let id = e.run(c).await;
+    let info = e
+        .rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cgroup = info["cgroupsPath"].as_str().unwrap().trim_start_matches('/');
+    let read = |controller: &str, file: &str| {
+        std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(controller).join(cgroup).join(file))
+            .unwrap_or_else(|e| panic!("{controller}/{cgroup}/{file}: {e}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "25000");
+    assert_eq!(read("cpu", "cpu.shares"), "256");
+    assert_eq!(read("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(e.sh_out(&id, "grep Cpus_allowed_list /proc/self/status").await.split_whitespace().nth(1), Some("0"));
 }
