@@ -133,11 +133,11 @@ async fn rpcs_not_built_yet_are_unimplemented_naming_the_rpc() {
     let crustd = Crustd::start(NO_CNI).await.unwrap();
     let mut rt = crustd.runtime().await.unwrap();
     let err = rt
-        .list_containers(ListContainersRequest::default())
+        .container_stats(ContainerStatsRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("ListContainers"));
+    assert!(err.message().contains("ContainerStats"));
     let err = rt
         .get_container_events(GetEventsRequest::default())
         .await
