@@ -206,13 +206,8 @@ impl Env {
         }
     }
 
-    /// Runs `sh -c script` to its end; returns its status and its CRI log.
-    async fn run_to_end(
-        &mut self,
-        name: &str,
-        config: ContainerConfig,
-    ) -> (ContainerStatus, String) {
-        let _ = name;
+    /// Runs the container to its end; returns its status and its CRI log.
+    async fn run_to_end(&mut self, config: ContainerConfig) -> (ContainerStatus, String) {
         let id = self.run(config).await;
         let s = self.wait_exited(&id).await;
         let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
@@ -305,10 +300,7 @@ both_runtimes! {
 async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
     let (s, log) = e
-        .run_to_end(
-            "out",
-            e.config("out", &["sh", "-c", "echo hello; echo oops >&2; exit 3"]),
-        )
+        .run_to_end(e.config("out", &["sh", "-c", "echo hello; echo oops >&2; exit 3"]))
         .await;
     assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"), "{s:?}");
     assert!(s.finished_at >= s.started_at && s.started_at >= s.created_at);
@@ -325,17 +317,14 @@ async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
     // A 40 KiB line: two 16 KiB partial records and the rest as a full one; the line written
     // just before exit is there too.
     let (s, log) = e
-        .run_to_end(
+        .run_to_end(e.config(
             "long",
-            e.config(
-                "long",
-                &[
-                    "sh",
-                    "-c",
-                    "head -c 40960 /dev/zero | tr '\\0' x; echo; echo last",
-                ],
-            ),
-        )
+            &[
+                "sh",
+                "-c",
+                "head -c 40960 /dev/zero | tr '\\0' x; echo; echo last",
+            ],
+        ))
         .await;
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
     let r = records(&log);
@@ -350,7 +339,7 @@ async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
     // A tty container's output is logged as stdout.
     let mut tty = e.config("tty", &["sh", "-c", "echo on-a-tty; tty"]);
     tty.tty = true;
-    let (s, log) = e.run_to_end("tty", tty).await;
+    let (s, log) = e.run_to_end(tty).await;
     assert_eq!(s.exit_code, 0, "{log}");
     assert!(log.contains("stdout F on-a-tty"), "{log}");
     assert!(log.contains("/dev/pts/"), "{log}");
@@ -995,16 +984,72 @@ async fn bad_requests(handler: &'static str, index: u8) {
 
 async fn process_and_environment(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
-    // command replaces the image's entrypoint and cmd; args alone replace only cmd.
-    let mut c = e.config("proc", &[]);
-    c.command = vec![];
-    c.args = vec!["-c".into(), "echo args-only".into()];
-    c.image.as_mut().unwrap().image = e.images.busybox.reference.clone();
-    // busybox's image has Cmd ["sh"] and no entrypoint: args alone replace Cmd.
-    c.command = vec!["sh".into()];
-    let (s, log) = e.run_to_end("proc", c).await;
-    assert_eq!(s.exit_code, 0);
-    assert!(log.contains("stdout F args-only"), "{log}");
+    // An image with an entrypoint, a cmd, env, a working dir and a stop signal.
+    let image = crust_testenv::push_configured_image(
+        &e._reg,
+        "crust/configured:latest",
+        serde_json::json!({
+            "Entrypoint": ["/bin/sh", "-c"],
+            "Cmd": ["echo from-image-cmd $A $(pwd)"],
+            "Env": ["PATH=/bin", "A=image"],
+            "WorkingDir": "/tmp",
+            "StopSignal": "SIGUSR1",
+        }),
+    )
+    .await
+    .unwrap();
+    let mut img = e.crustd.images().await.unwrap();
+    img.pull_image(PullImageRequest {
+        image: Some(ImageSpec {
+            image: image.reference.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let configured = |e: &Env, name: &str| {
+        let mut c = e.config(name, &[]);
+        c.image.as_mut().unwrap().image = image.reference.clone();
+        c
+    };
+    // Neither command nor args: entrypoint + cmd, the image's env and working dir.
+    let (s, log) = e.run_to_end(configured(&e, "imagecmd")).await;
+    assert_eq!(s.exit_code, 0, "{log}");
+    assert!(log.contains("stdout F from-image-cmd image /tmp"), "{log}");
+    // args alone replace cmd, not the entrypoint; the request's env overrides the image's.
+    let mut c = configured(&e, "args");
+    c.args = vec!["echo args $A".into()];
+    c.envs = vec![KeyValue {
+        key: "A".into(),
+        value: "request".into(),
+    }];
+    let (_, log) = e.run_to_end(c).await;
+    assert!(log.contains("stdout F args request"), "{log}");
+    // command replaces the entrypoint and the cmd.
+    let mut c = configured(&e, "command");
+    c.command = vec!["echo".into()];
+    c.args = vec!["plain".into(), "words".into()];
+    let (_, log) = e.run_to_end(c).await;
+    assert!(log.contains("stdout F plain words"), "{log}");
+    // StopContainer sends the image's stop signal first.
+    let mut c = configured(&e, "usr1");
+    c.args = vec![
+        "trap 'echo got-usr1; exit 0' USR1; touch /tmp/ready; while true; do sleep 0.1; done"
+            .into(),
+    ];
+    let id = e.run(c).await;
+    e.wait_for_file(&id, "/tmp/ready").await;
+    e.rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 30,
+    })
+    .await
+    .unwrap();
+    let s = e.status(&id).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    let log = std::fs::read_to_string(&s.log_path).unwrap();
+    assert!(log.contains("stdout F got-usr1"), "{log}");
 
     let mut c = e.config("env", SLEEPER);
     c.working_dir = "/made/for/you".into();
@@ -1156,10 +1201,17 @@ async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
             "",
         ))
         .await;
-    assert_eq!(e.sh_out(&own, "cat /proc/1/cmdline | tr '\\0' ' '").await, "sleep 1001 ");
+    assert_eq!(
+        e.sh_out(&own, "cat /proc/1/cmdline | tr '\\0' ' '").await,
+        "sleep 1001 "
+    );
     // TARGET: joins the other container's pid namespace and sees its processes.
     let joined = e
-        .run(with_pid(e.config("joined", SLEEPER), NamespaceMode::Target, &own))
+        .run(with_pid(
+            e.config("joined", SLEEPER),
+            NamespaceMode::Target,
+            &own,
+        ))
         .await;
     let ps = e.sh_out(&joined, "ps").await;
     assert!(ps.contains("sleep 1001"), "{ps}");
@@ -1169,7 +1221,11 @@ async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
     assert!(!ps.contains("sleep 1001"), "{ps}");
     // TARGET without a target, or a stopped one: refused.
     let err = e
-        .create(with_pid(e.config("notarget", SLEEPER), NamespaceMode::Target, ""))
+        .create(with_pid(
+            e.config("notarget", SLEEPER),
+            NamespaceMode::Target,
+            "",
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -1184,9 +1240,8 @@ async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
         ..Default::default()
     });
     let id = e.run(c).await;
-    let info = e
-        .rt
-        .container_status(ContainerStatusRequest {
+    let info =
+        e.rt.container_status(ContainerStatusRequest {
             container_id: id.clone(),
             verbose: true,
         })
@@ -1195,15 +1250,29 @@ async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
         .into_inner()
         .info;
     let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-    let cgroup = info["cgroupsPath"].as_str().unwrap().trim_start_matches('/');
+    let cgroup = info["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/');
     let read = |controller: &str, file: &str| {
-        std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(controller).join(cgroup).join(file))
-            .unwrap_or_else(|e| panic!("{controller}/{cgroup}/{file}: {e}"))
-            .trim()
-            .to_string()
+        std::fs::read_to_string(
+            Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(cgroup)
+                .join(file),
+        )
+        .unwrap_or_else(|e| panic!("{controller}/{cgroup}/{file}: {e}"))
+        .trim()
+        .to_string()
     };
     assert_eq!(read("cpu", "cpu.cfs_quota_us"), "25000");
     assert_eq!(read("cpu", "cpu.shares"), "256");
     assert_eq!(read("cpuset", "cpuset.cpus"), "0");
-    assert_eq!(e.sh_out(&id, "grep Cpus_allowed_list /proc/self/status").await.split_whitespace().nth(1), Some("0"));
+    assert_eq!(
+        e.sh_out(&id, "grep Cpus_allowed_list /proc/self/status")
+            .await
+            .split_whitespace()
+            .nth(1),
+        Some("0")
+    );
 }

@@ -122,3 +122,58 @@ impl Names {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_abandoned_creation_is_handed_to_the_retry_once() {
+        let names = Arc::new(Names::default());
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = made.clone();
+        // The first caller gives up (as kubelet does at its deadline) while creation runs.
+        let first = tokio::time::timeout(
+            Duration::from_millis(50),
+            names.create("pod/web_0", "container", async move {
+                let _ = wait.await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok("c1".to_string())
+            }),
+        )
+        .await;
+        assert!(first.is_err(), "the first caller timed out");
+        go.send(()).unwrap();
+        // The retry gets the container that creation made, not a new one.
+        let retry = names
+            .create("pod/web_0", "container", async { Ok("c2".to_string()) })
+            .await
+            .unwrap();
+        assert_eq!(retry, "c1");
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Once handed out, the name is taken.
+        let again = names
+            .create("pod/web_0", "container", async { Ok("c3".to_string()) })
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), tonic::Code::AlreadyExists);
+        assert!(again.message().contains("c1"), "{}", again.message());
+        // Released, it can be used again; a failed creation frees the name at once.
+        names.release("pod/web_0", "c1");
+        let failed = names
+            .create("pod/web_0", "container", async {
+                Err(Status::invalid_argument("bad"))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(failed.code(), tonic::Code::InvalidArgument);
+        let fresh = names
+            .create("pod/web_0", "container", async { Ok("c4".to_string()) })
+            .await
+            .unwrap();
+        assert_eq!(fresh, "c4");
+    }
+}

@@ -421,6 +421,32 @@ pub async fn push_standard_images_to(
     })
 }
 
+/// The busybox image's layers under a config whose container part is patched with `config`
+/// (keys as in an image config's `config`: `Entrypoint`, `Cmd`, `Env`, `WorkingDir`, `User`,
+/// `StopSignal`…; null removes a key), pushed as `name:latest`. For tests of how a runtime
+/// applies an image's config.
+pub async fn push_configured_image(reg: &Registry, name: &str, config: Value) -> Result<Pushed> {
+    let s = standard().await?;
+    let mut c = container_config(json!({ "org.crust.test.image": name }), None);
+    if let (Some(target), Some(patch)) = (c.as_object_mut(), config.as_object()) {
+        for (k, v) in patch {
+            if v.is_null() {
+                target.remove(k);
+            } else {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let img = BuiltImage::new(
+        Flavor::Oci,
+        Platform::AMD64,
+        c,
+        s.busybox_oci.layers.clone(),
+        BUSYBOX_HISTORY,
+    )?;
+    push_single(&reg.host(), name, &img, reg.credentials()).await
+}
+
 /// One OCI gzip layer whose entries all aim at `target_dir` (an absolute host path): `..`
 /// escapes, absolute paths, a symlink followed by a file through it, hard links out of the
 /// rootfs, device nodes and a set-uid file.

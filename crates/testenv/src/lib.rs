@@ -19,9 +19,9 @@ mod token;
 
 pub use client::FetchedManifest;
 pub use images::{
-    push_big_image, push_big_image_to, push_hostile_image, push_hostile_image_to,
-    push_pause_image_to, push_standard_images, push_standard_images_to, Pushed, StandardImages,
-    BUSYBOX_PATH,
+    push_big_image, push_big_image_to, push_configured_image, push_hostile_image,
+    push_hostile_image_to, push_pause_image_to, push_standard_images, push_standard_images_to,
+    Pushed, StandardImages, BUSYBOX_PATH,
 };
 pub use registry::{Auth, Registry, RegistryOptions};
 
