@@ -763,6 +763,34 @@ async fn stop_signal_and_timeout(handler: &'static str, index: u8) {
 }
 
 impl Env {
+    /// A file of the container's own cgroup for `controller` (this node's controllers are on
+    /// cgroup v1), trimmed; its path comes from the verbose ContainerStatus.
+    async fn cgroup_file(&mut self, id: &str, controller: &str, file: &str) -> String {
+        let info = self
+            .rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+        let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+        let cgroup = info["cgroupsPath"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('/');
+        let path = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(cgroup)
+            .join(file);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
     /// Waits until `path` exists in the container (its script reached that point).
     async fn wait_for_file(&mut self, id: &str, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -860,27 +888,10 @@ async fn update_resources(handler: &'static str, index: u8) {
     assert_eq!(linux.memory_limit_in_bytes, 64 << 20);
     assert_eq!(linux.cpu_quota, 50000);
     // The container's own cgroup has the limit (seen from the node).
-    let info =
-        e.rt.container_status(ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-    let cgroup = info["cgroupsPath"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches('/');
-    let limit = std::fs::read_to_string(
-        Path::new("/sys/fs/cgroup/memory")
-            .join(cgroup)
-            .join("memory.limit_in_bytes"),
-    )
-    .unwrap();
-    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    assert_eq!(
+        e.cgroup_file(&id, "memory", "memory.limit_in_bytes").await,
+        (64u64 << 20).to_string()
+    );
     // Invalid values: InvalidArgument, nothing changed.
     let err =
         e.rt.update_container_resources(UpdateContainerResourcesRequest {
@@ -1240,34 +1251,9 @@ async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
         ..Default::default()
     });
     let id = e.run(c).await;
-    let info =
-        e.rt.container_status(ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-    let cgroup = info["cgroupsPath"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches('/');
-    let read = |controller: &str, file: &str| {
-        std::fs::read_to_string(
-            Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(cgroup)
-                .join(file),
-        )
-        .unwrap_or_else(|e| panic!("{controller}/{cgroup}/{file}: {e}"))
-        .trim()
-        .to_string()
-    };
-    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "25000");
-    assert_eq!(read("cpu", "cpu.shares"), "256");
-    assert_eq!(read("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(e.cgroup_file(&id, "cpu", "cpu.cfs_quota_us").await, "25000");
+    assert_eq!(e.cgroup_file(&id, "cpu", "cpu.shares").await, "256");
+    assert_eq!(e.cgroup_file(&id, "cpuset", "cpuset.cpus").await, "0");
     assert_eq!(
         e.sh_out(&id, "grep Cpus_allowed_list /proc/self/status")
             .await

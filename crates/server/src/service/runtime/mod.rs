@@ -48,6 +48,30 @@ async fn run<T>(
     traced(rpc, fut.instrument(span).await).map(Response::new)
 }
 
+/// RPCs on one container (the request's `container_id` names the span): each is its
+/// module's function of the same name, run in its span and logged. Written out in the shape
+/// `async_trait` gives trait methods, like `not_yet!`.
+macro_rules! container_rpcs {
+    ($($method:ident($req:ty) -> $resp:ty = $rpc:literal;)*) => {
+        $(
+            fn $method<'life0, 'async_trait>(
+                &'life0 self,
+                req: Request<$req>,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<$resp>, Status>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async move {
+                    let req = req.into_inner();
+                    let span = tracing::info_span!($rpc, container = %req.container_id);
+                    run($rpc, span, $method::$method(&self.state, req)).await
+                })
+            }
+        )*
+    };
+}
+
 /// RPCs not built yet: a clear Unimplemented naming the RPC, logged like any other failure.
 /// (Written out in the shape `async_trait` gives trait methods, since it does not see into
 /// macro invocations.)
@@ -215,48 +239,6 @@ impl RuntimeService for RuntimeSvc {
         .await
     }
 
-    async fn start_container(
-        &self,
-        req: Request<StartContainerRequest>,
-    ) -> Result<Response<StartContainerResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::info_span!("StartContainer", container = %req.container_id);
-        run(
-            "StartContainer",
-            span,
-            start_container::start_container(&self.state, req),
-        )
-        .await
-    }
-
-    async fn stop_container(
-        &self,
-        req: Request<StopContainerRequest>,
-    ) -> Result<Response<StopContainerResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::info_span!("StopContainer", container = %req.container_id);
-        run(
-            "StopContainer",
-            span,
-            stop_container::stop_container(&self.state, req),
-        )
-        .await
-    }
-
-    async fn remove_container(
-        &self,
-        req: Request<RemoveContainerRequest>,
-    ) -> Result<Response<RemoveContainerResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::info_span!("RemoveContainer", container = %req.container_id);
-        run(
-            "RemoveContainer",
-            span,
-            remove_container::remove_container(&self.state, req),
-        )
-        .await
-    }
-
     async fn list_containers(
         &self,
         req: Request<ListContainersRequest>,
@@ -270,55 +252,14 @@ impl RuntimeService for RuntimeSvc {
         .await
     }
 
-    async fn container_status(
-        &self,
-        req: Request<ContainerStatusRequest>,
-    ) -> Result<Response<ContainerStatusResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::info_span!("ContainerStatus", container = %req.container_id);
-        run(
-            "ContainerStatus",
-            span,
-            container_status::container_status(&self.state, req),
-        )
-        .await
-    }
-
-    async fn update_container_resources(
-        &self,
-        req: Request<UpdateContainerResourcesRequest>,
-    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::info_span!("UpdateContainerResources", container = %req.container_id);
-        run(
-            "UpdateContainerResources",
-            span,
-            update_container_resources::update_container_resources(&self.state, req),
-        )
-        .await
-    }
-
-    async fn reopen_container_log(
-        &self,
-        req: Request<ReopenContainerLogRequest>,
-    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::info_span!("ReopenContainerLog", container = %req.container_id);
-        run(
-            "ReopenContainerLog",
-            span,
-            reopen_container_log::reopen_container_log(&self.state, req),
-        )
-        .await
-    }
-
-    async fn exec_sync(
-        &self,
-        req: Request<ExecSyncRequest>,
-    ) -> Result<Response<ExecSyncResponse>, Status> {
-        let req = req.into_inner();
-        let span = tracing::info_span!("ExecSync", container = %req.container_id);
-        run("ExecSync", span, exec_sync::exec_sync(&self.state, req)).await
+    container_rpcs! {
+        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
+        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
+        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
+        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
+        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
+        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
+        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
     }
 
     not_yet! {
