@@ -1,6 +1,7 @@
 //! `crustctl bench`: timed CRI workloads against whatever runtime `-r` names (crustd,
 //! containerd…), for the side-by-side scripts in `bench/`.
 
+mod containers;
 mod pods;
 mod stats;
 
@@ -8,8 +9,11 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
+use self::stats::Summary;
 use crate::client::Ctx;
+use crate::output::Format;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -21,10 +25,63 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Run N pod sandboxes one after another, then stop and remove each; time every RPC
     Pods(pods::PodsBenchArgs),
+    /// In one pod, create, start, exec in, stop and remove N containers one after another;
+    /// time every RPC
+    Containers(containers::ContainersBenchArgs),
 }
 
 pub async fn run(ctx: &Ctx, args: BenchArgs, out: &mut dyn Write) -> Result<()> {
     match args.command {
         BenchCommand::Pods(args) => pods::run(ctx, args, out).await,
+        BenchCommand::Containers(args) => containers::run(ctx, args, out).await,
     }
+}
+
+/// What `-o json` prints.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub endpoint: String,
+    pub runtime_handler: String,
+    /// The containers' image (`bench containers` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    pub count: u32,
+    /// Wall time of the whole run, checks included.
+    pub wall_seconds: f64,
+    pub rpcs: Vec<Summary>,
+}
+
+impl Report {
+    /// The table: a title line (`count` `what` on the endpoint…), then one line per RPC.
+    fn render(&self, what: &str) -> String {
+        let handler = if self.runtime_handler.is_empty() {
+            "(default)"
+        } else {
+            &self.runtime_handler
+        };
+        let image = match &self.image {
+            Some(image) => format!(", image {image}"),
+            None => String::new(),
+        };
+        let mut text = format!(
+            "{} {what} on {} (runtime handler {handler}{image}), {:.3} s in all\n",
+            self.count, self.endpoint, self.wall_seconds
+        );
+        text.push_str(&stats::table(&self.rpcs));
+        text
+    }
+
+    /// Prints the report as `format` says: JSON, else the table.
+    fn print(&self, what: &str, format: Format, out: &mut dyn Write) -> Result<()> {
+        match format {
+            Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(self)?)?,
+            _ => out.write_all(self.render(what).as_bytes())?,
+        }
+        Ok(())
+    }
+}
+
+/// Wall seconds since `started`, to the millisecond.
+fn wall_seconds(started: std::time::Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1e3).round() / 1e3
 }

@@ -18,10 +18,10 @@ use k8s_cri::v1::{
     PodSandboxMetadata, PodSandboxState, PodSandboxStateValue, RemovePodSandboxRequest,
     StopPodSandboxRequest,
 };
-use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::stats::Summary;
+use super::{wall_seconds, Report};
 use crate::client::Ctx;
 use crate::cmd::runp::run_pod_sandbox;
 use crate::config;
@@ -48,17 +48,6 @@ pub struct PodsBenchArgs {
     /// Output format
     #[arg(short, long, default_value = "table", value_parser = format_parser(&["json", "table"]))]
     pub output: Format,
-}
-
-/// What `-o json` prints.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub endpoint: String,
-    pub runtime_handler: String,
-    pub count: u32,
-    /// Wall time of the whole run, listing checks included.
-    pub wall_seconds: f64,
-    pub rpcs: Vec<Summary>,
 }
 
 pub async fn run(ctx: &Ctx, args: PodsBenchArgs, out: &mut dyn Write) -> Result<()> {
@@ -127,22 +116,19 @@ pub async fn run(ctx: &Ctx, args: PodsBenchArgs, out: &mut dyn Write) -> Result<
     let report = Report {
         endpoint: ctx.runtime_endpoint.clone(),
         runtime_handler: args.runtime.clone(),
+        image: None,
         count: args.count,
-        wall_seconds: (started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
+        wall_seconds: wall_seconds(started),
         rpcs: vec![
             Summary::new("RunPodSandbox", &run_times),
             Summary::new("StopPodSandbox", &stop_times),
             Summary::new("RemovePodSandbox", &remove_times),
         ],
     };
-    match args.output {
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
-        _ => out.write_all(render(&report).as_bytes())?,
-    }
-    Ok(())
+    report.print("pods", args.output, out)
 }
 
-fn default_config() -> PodSandboxConfig {
+pub(super) fn default_config() -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: DEFAULT_NAME.to_owned(),
@@ -156,7 +142,11 @@ fn default_config() -> PodSandboxConfig {
 
 /// The `i`-th pod of run `run_id`: `base` with name `<name>-<run>-<i>`, a fresh uid and the
 /// run label.
-fn pod_config(base: &PodSandboxConfig, run_id: &str, i: u32) -> Result<PodSandboxConfig> {
+pub(super) fn pod_config(
+    base: &PodSandboxConfig,
+    run_id: &str,
+    i: u32,
+) -> Result<PodSandboxConfig> {
     let mut config = base.clone();
     let metadata = config.metadata.get_or_insert_with(Default::default);
     if metadata.name.is_empty() {
@@ -201,7 +191,11 @@ async fn list_bench_pods(
     Ok(r.items.len())
 }
 
-async fn stop(ctx: &Ctx, client: &mut RuntimeServiceClient<Channel>, id: &str) -> Result<()> {
+pub(super) async fn stop(
+    ctx: &Ctx,
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> Result<()> {
     let request = StopPodSandboxRequest {
         pod_sandbox_id: id.to_owned(),
     };
@@ -214,7 +208,11 @@ async fn stop(ctx: &Ctx, client: &mut RuntimeServiceClient<Channel>, id: &str) -
     Ok(())
 }
 
-async fn remove(ctx: &Ctx, client: &mut RuntimeServiceClient<Channel>, id: &str) -> Result<()> {
+pub(super) async fn remove(
+    ctx: &Ctx,
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> Result<()> {
     let request = RemovePodSandboxRequest {
         pod_sandbox_id: id.to_owned(),
     };
@@ -238,29 +236,6 @@ async fn cleanup(ctx: &Ctx, client: &mut RuntimeServiceClient<Channel>, ids: &[S
             eprintln!("crustctl: cleanup of pod {id}: {e:#}");
         }
     }
-}
-
-fn render(report: &Report) -> String {
-    let handler = if report.runtime_handler.is_empty() {
-        "(default)"
-    } else {
-        &report.runtime_handler
-    };
-    let mut text = format!(
-        "{} pods on {} (runtime handler {handler}), {:.3} s in all\n",
-        report.count, report.endpoint, report.wall_seconds
-    );
-    text.push_str(&format!(
-        "{:<18} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-        "RPC", "N", "MEAN ms", "MEDIAN ms", "P99 ms", "MIN ms", "MAX ms"
-    ));
-    for s in &report.rpcs {
-        text.push_str(&format!(
-            "{:<18} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3}\n",
-            s.rpc, s.count, s.mean_ms, s.median_ms, s.p99_ms, s.min_ms, s.max_ms
-        ));
-    }
-    text
 }
 
 #[cfg(test)]
@@ -310,6 +285,7 @@ mod tests {
         let report = Report {
             endpoint: "unix:///run/x.sock".into(),
             runtime_handler: String::new(),
+            image: None,
             count: 3,
             wall_seconds: 1.5,
             rpcs: vec![
@@ -319,12 +295,12 @@ mod tests {
             ],
         };
         assert_eq!(
-            render(&report),
+            report.render("pods"),
             "3 pods on unix:///run/x.sock (runtime handler (default)), 1.500 s in all\n\
-             RPC                    N    MEAN ms  MEDIAN ms     P99 ms     MIN ms     MAX ms\n\
-             RunPodSandbox          3    200.000    200.000    300.000    100.000    300.000\n\
-             StopPodSandbox         3     20.000     10.000     40.000     10.000     40.000\n\
-             RemovePodSandbox       3      6.000      6.000      7.000      5.000      7.000\n"
+             RPC                    N    MEAN ms  MEDIAN ms     P90 ms     P99 ms     MIN ms     MAX ms\n\
+             RunPodSandbox          3    200.000    200.000    300.000    300.000    100.000    300.000\n\
+             StopPodSandbox         3     20.000     10.000     40.000     40.000     10.000     40.000\n\
+             RemovePodSandbox       3      6.000      6.000      7.000      7.000      5.000      7.000\n"
         );
         let json = serde_json::to_string_pretty(&report).unwrap();
         // bench/pods.sh finds the median after the RPC's name, without jq

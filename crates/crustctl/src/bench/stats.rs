@@ -1,4 +1,5 @@
-//! Summaries of latency samples: mean, median, p99 (nearest rank), min, max.
+//! Summaries of latency samples: mean, median, p90 and p99 (nearest rank), min, max, and the
+//! table the bench subcommands print them in.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ pub struct Summary {
     pub count: usize,
     pub mean_ms: f64,
     pub median_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
@@ -28,10 +30,11 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1e3
 }
 
-/// The `q` quantile by the nearest-rank method: the smallest sample with at least `q` of the
-/// samples at or below it. `sorted` is ascending and not empty.
-fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
+/// The `percent`-th percentile by the nearest-rank method: the smallest sample with at least
+/// `percent` % of the samples at or below it. `sorted` is ascending and not empty. Integer
+/// arithmetic, so that 90 % of 200 is rank 180, not 181 from float noise.
+fn nearest_rank(sorted: &[u64], percent: usize) -> u64 {
+    let rank = (percent * sorted.len()).div_ceil(100);
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
@@ -41,8 +44,8 @@ impl Summary {
         let mut sorted = samples_us.clone();
         sorted.sort_unstable();
         let n = sorted.len();
-        let (mean, median, p99, min, max) = if n == 0 {
-            (0.0, 0.0, 0.0, 0.0, 0.0)
+        let (mean, median, p90, p99, min, max) = if n == 0 {
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         } else {
             let total: Duration = samples.iter().sum();
             let mean = ms(micros(total / u32::try_from(n).unwrap_or(u32::MAX)));
@@ -55,7 +58,8 @@ impl Summary {
             (
                 mean,
                 median,
-                ms(nearest_rank(&sorted, 0.99)),
+                ms(nearest_rank(&sorted, 90)),
+                ms(nearest_rank(&sorted, 99)),
                 ms(sorted[0]),
                 ms(sorted[n - 1]),
             )
@@ -65,12 +69,34 @@ impl Summary {
             count: n,
             mean_ms: mean,
             median_ms: median,
+            p90_ms: p90,
             p99_ms: p99,
             min_ms: min,
             max_ms: max,
             samples_ms: samples_us.into_iter().map(ms).collect(),
         }
     }
+}
+
+/// The table of `summaries`: one line per RPC, milliseconds.
+pub fn table(summaries: &[Summary]) -> String {
+    let width = summaries
+        .iter()
+        .map(|s| s.rpc.len())
+        .max()
+        .unwrap_or(0)
+        .max(18);
+    let mut text = format!(
+        "{:<width$} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+        "RPC", "N", "MEAN ms", "MEDIAN ms", "P90 ms", "P99 ms", "MIN ms", "MAX ms"
+    );
+    for s in summaries {
+        text.push_str(&format!(
+            "{:<width$} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3}\n",
+            s.rpc, s.count, s.mean_ms, s.median_ms, s.p90_ms, s.p99_ms, s.min_ms, s.max_ms
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -107,10 +133,13 @@ mod tests {
         let many: Vec<u64> = (1..=200).collect();
         let s = Summary::new("x", &millis(&many));
         assert_eq!(s.p99_ms, 198.0);
+        assert_eq!(s.p90_ms, 180.0);
         assert_eq!(s.median_ms, 100.5);
         // 50 samples: the 99th percentile's rank is 50, the largest
         let fifty: Vec<u64> = (1..=50).collect();
         assert_eq!(Summary::new("x", &millis(&fifty)).p99_ms, 50.0);
+        // and the 90th's is 45
+        assert_eq!(Summary::new("x", &millis(&fifty)).p90_ms, 45.0);
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub async fn run(ctx: &Ctx, args: ExecArgs, out: &mut dyn Write) -> Result<()> {
 
 /// ExecSync: the server kills the command after `timeout` seconds (0: never); the call
 /// waits that long plus `-t`, or without a deadline for 0, as kubelet's CRI client does.
-async fn exec_sync(
+pub async fn exec_sync(
     ctx: &Ctx,
     client: &mut RuntimeServiceClient<Channel>,
     id: &str,
