@@ -295,6 +295,7 @@ both_runtimes! {
     process_and_environment(52);
     mount_propagation(53);
     pid_namespaces_and_cpu(54);
+    crustd_restart_keeps_containers(55);
 }
 
 async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
@@ -1261,4 +1262,40 @@ async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
             .nth(1),
         Some("0")
     );
+}
+
+async fn crustd_restart_keeps_containers(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let long = e.run(e.config("long", SLEEPER)).await;
+    let short = e
+        .run(e.config(
+            "short",
+            &["sh", "-c", "touch /tmp/ready; sleep 1; echo bye; exit 4"],
+        ))
+        .await;
+    e.wait_for_file(&short, "/tmp/ready").await;
+    // crustd crashes; while it is away one container exits and the other goes on.
+    e.crustd.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    e.crustd.spawn().await.unwrap();
+    e.rt = e.crustd.runtime().await.unwrap();
+    let s = e.status(&long).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32, "{s:?}");
+    let s = e.wait_exited(&short).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (4, "Error"), "{s:?}");
+    assert!(s.finished_at > s.started_at);
+    let log = std::fs::read_to_string(&s.log_path).unwrap();
+    assert!(log.contains("stdout F bye"), "{log}");
+    // The recovered container answers exec, and its exit is still seen after the restart.
+    assert_eq!(e.sh_out(&long, "echo alive").await, "alive\n");
+    e.rt.stop_container(StopContainerRequest {
+        container_id: long.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!(e.status(&long).await.exit_code, 137);
+    // Names stay reserved across the restart.
+    let err = e.create(e.config("long", SLEEPER)).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
 }
