@@ -86,8 +86,31 @@ impl Containers {
             if let Err(e) = saved {
                 tracing::warn!(container = %record.id, error = %e.message(), "saving the exit");
             }
+            self.delete_runtime_state(c, &record);
         }
         c.exited.send_replace(true);
+    }
+
+    /// Deletes the exited container from the OCI runtime in the background (its cgroup was
+    /// read for OOM kills already), so RemoveContainer has less to do.
+    fn delete_runtime_state(&self, c: &Container, record: &ContainerRecord) {
+        let Ok(runtime) = self.runtime(&record.runtime_handler) else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let (runtime, id) = (runtime.clone(), record.id.clone());
+        let task = tokio::spawn(async move {
+            match runtime.delete(&id, true).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(container = %id, error = %format!("{e:#}"), "runtime delete after exit");
+                    false
+                }
+            }
+        });
+        *c.runtime_delete.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
     }
 
     /// Waits up to `timeout` for the container to exit, also reading its exit file (the

@@ -44,6 +44,10 @@ pub struct Container {
     pub op: tokio::sync::Mutex<()>,
     /// Becomes true once the container has exited (its exit is in the record).
     exited: watch::Sender<bool>,
+    /// The deletion of the container's OCI runtime state, started when it exited (as
+    /// containerd deletes the task); RemoveContainer awaits it instead of deleting twice.
+    /// The task yields whether the deletion succeeded.
+    runtime_delete: Mutex<Option<tokio::task::JoinHandle<bool>>>,
 }
 
 impl Container {
@@ -53,6 +57,7 @@ impl Container {
             record: Mutex::new(record),
             op: tokio::sync::Mutex::new(()),
             exited: watch::channel(exited).0,
+            runtime_delete: Mutex::new(None),
         })
     }
 

@@ -119,8 +119,6 @@ impl Containers {
                 return Err(why);
             }
         };
-        self.save(c, |r| r.pid = pid)
-            .map_err(|e| e.message().to_string())?;
         if let Err(e) = runtime.start(&record.id).await {
             let why = format!("{e:#}");
             let _ = runtime.kill(&record.id, 9, true).await;
@@ -128,8 +126,11 @@ impl Containers {
             return Err(why);
         }
         let started = now_nanos();
+        // One commit for the pid and the state: the hot path pays one fsync. An exit that
+        // was applied meanwhile (a command that ends at once) is kept.
         self.save(c, |r| {
             if r.state == ContainerState::Created {
+                r.pid = pid;
                 r.state = ContainerState::Running;
                 r.started_at = started;
             } else if r.started_at == 0 {

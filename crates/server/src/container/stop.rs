@@ -86,7 +86,16 @@ impl Containers {
         if self.index().get(&record.id).is_none() {
             return Ok(());
         }
-        if let Ok(runtime) = self.runtime(&record.runtime_handler) {
+        let pending = c
+            .runtime_delete
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let deleted = match pending {
+            Some(task) => task.await.unwrap_or(false),
+            None => false,
+        };
+        if let (false, Ok(runtime)) = (deleted, self.runtime(&record.runtime_handler)) {
             runtime.delete(&record.id, true).await.map_err(|e| {
                 Status::internal(format!(
                     "RemoveContainer: deleting {} from the OCI runtime: {e:#}",
