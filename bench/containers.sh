@@ -37,6 +37,8 @@
 #   RUNTIMES=crun ROUNDS=3 bench/containers.sh
 #
 # Environment: RUNTIMES ("runc crun"), ROUNDS (2), JSON (0), TIMEOUT (per-RPC deadline, 60s),
+# SECCOMP (unconfined: the profile type kubelet sends for a pod that names none; or
+# runtime-default, what kubelet --seccomp-default sends; both daemons get the same),
 # CONTAINERD (containerd from PATH), SKIP_BUILD (0: `cargo build --release` the binaries first),
 # BIN_DIR (take crustd, crust-monitor, crustctl and crust-testenv from there, unbuilt; default
 # target/release), TMPDIR (where the work directory is made; /tmp), RUST_LOG (crustd's).
@@ -68,6 +70,8 @@ done
 
 RUNTIMES=${RUNTIMES:-runc crun}
 ROUNDS=${ROUNDS:-2}
+SECCOMP=${SECCOMP:-unconfined}
+case $SECCOMP in unconfined | runtime-default) ;; *) echo "containers.sh: SECCOMP is unconfined or runtime-default" >&2; exit 2 ;; esac
 BENCH=containers.sh
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -123,7 +127,7 @@ default_handler = \"$rt\""
     log "$dmn with $rt, round $round: $COUNT containers"
     # In the background, so that a signal to this script is handled at once, not after the bench.
     "$bin/crustctl" -r "unix://$SOCK" --timeout "$TIMEOUT" bench containers --count "$COUNT" \
-        --image "$image" -o json >"$out" 2>"$d/bench.err" &
+        --image "$image" --seccomp "$SECCOMP" -o json >"$out" 2>"$d/bench.err" &
     bench_pid=$!
     if ! wait "$bench_pid"; then
         bench_pid=""

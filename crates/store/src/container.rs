@@ -10,7 +10,7 @@
 //!        v                                                               Created
 //!     (nothing)                                       (rootfs, bundle; no process)
 //!                                                                           │ StartContainer:
-//!                       monitor runs `<runtime> create` with its stdio, then `<runtime> start`
+//!                       the monitor runs `<runtime> run --detach` with its stdio
 //!                  start fails ──> Exited (exit code 128, reason StartError) │
 //!                                                                           v
 //!                                                                        Running

@@ -17,8 +17,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, CreateContainerRequest,
-    ImageSpec, LinuxContainerConfig, ListContainersRequest, PodSandboxConfig,
+    security_profile::ProfileType, ContainerConfig, ContainerFilter, ContainerMetadata,
+    ContainerState, CreateContainerRequest, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, ListContainersRequest, PodSandboxConfig, SecurityProfile,
 };
 use tonic::transport::Channel;
 
@@ -65,6 +66,11 @@ pub struct ContainersBenchArgs {
     /// Runtime handler of the pod (RunPodSandbox's runtime_handler)
     #[arg(long, default_value = "")]
     pub runtime_handler: String,
+    /// The containers' seccomp profile type, sent explicitly as kubelet does: unconfined is
+    /// what kubelet sends for a pod that names none (without --seccomp-default),
+    /// runtime-default what it sends with it
+    #[arg(long, default_value = "unconfined", value_parser = ["unconfined", "runtime-default"])]
+    pub seccomp: String,
     /// Output format
     #[arg(short, long, default_value = "table", value_parser = format_parser(&["json", "table"]))]
     pub output: Format,
@@ -105,7 +111,7 @@ pub async fn run(ctx: &Ctx, args: ContainersBenchArgs, out: &mut dyn Write) -> R
 
     let mut cycles = Vec::with_capacity(args.count as usize);
     for i in 0..args.count {
-        let config = container_config(&image, &run_id, i);
+        let config = container_config(&image, &run_id, i, &args.seccomp);
         let mut created = None;
         match cycle(ctx, &mut client, &pod_id, &pod, config, &mut created).await {
             Ok(c) => cycles.push(c),
@@ -138,7 +144,11 @@ pub async fn run(ctx: &Ctx, args: ContainersBenchArgs, out: &mut dyn Write) -> R
 
 /// The `i`-th container of run `run_id`: `sleep 3600` in `image`, with a unique name and
 /// the run label.
-fn container_config(image: &ImageSpec, run_id: &str, i: u32) -> ContainerConfig {
+fn container_config(image: &ImageSpec, run_id: &str, i: u32, seccomp: &str) -> ContainerConfig {
+    let profile_type = match seccomp {
+        "runtime-default" => ProfileType::RuntimeDefault,
+        _ => ProfileType::Unconfined,
+    };
     ContainerConfig {
         metadata: Some(ContainerMetadata {
             name: format!("{NAME_PREFIX}-{run_id}-{i}"),
@@ -147,7 +157,16 @@ fn container_config(image: &ImageSpec, run_id: &str, i: u32) -> ContainerConfig 
         image: Some(image.clone()),
         command: COMMAND.iter().map(|s| s.to_string()).collect(),
         labels: [(RUN_LABEL.to_owned(), run_id.to_owned())].into(),
-        linux: Some(LinuxContainerConfig::default()),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                seccomp: Some(SecurityProfile {
+                    profile_type: profile_type as i32,
+                    localhost_ref: String::new(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -327,18 +346,31 @@ mod tests {
 
     #[test]
     fn container_configs_are_unique_and_run_sleep() {
-        let a = container_config(&image(), "r1", 0);
-        let b = container_config(&image(), "r1", 1);
+        let a = container_config(&image(), "r1", 0, "unconfined");
+        let b = container_config(&image(), "r1", 1, "runtime-default");
         assert_eq!(a.metadata.as_ref().unwrap().name, "bench-r1-0");
         assert_eq!(b.metadata.as_ref().unwrap().name, "bench-r1-1");
         assert_eq!(a.command, ["sleep", "3600"]);
         assert!(a.args.is_empty());
         assert_eq!(a.labels[RUN_LABEL], "r1");
         assert_eq!(
-            a.image.unwrap().image,
+            a.image.as_ref().unwrap().image,
             "127.0.0.1:5000/crust/busybox:latest"
         );
-        assert!(a.linux.is_some());
+        let seccomp = |c: &ContainerConfig| {
+            c.linux
+                .as_ref()
+                .unwrap()
+                .security_context
+                .as_ref()
+                .unwrap()
+                .seccomp
+                .as_ref()
+                .unwrap()
+                .profile_type
+        };
+        assert_eq!(seccomp(&a), ProfileType::Unconfined as i32);
+        assert_eq!(seccomp(&b), ProfileType::RuntimeDefault as i32);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! StartContainer: the pod's monitor runs `<runtime> create` with stdio it owns (it writes the
-//! CRI log from them and records the exit), then crustd runs `<runtime> start`. A failure at
-//! either step leaves the container exited with reason StartError and the runtime's message,
-//! as containerd reports it.
+//! StartContainer: the pod's monitor runs `<runtime> run --detach` with stdio it owns (it
+//! writes the CRI log from them and records the exit). One runtime process creates and starts
+//! the container (containerd's shim runs `create` and then `start`: two). A failure leaves the
+//! container exited with reason StartError and the runtime's message, as containerd reports
+//! it.
 
 use std::path::{Path, PathBuf};
 
@@ -66,7 +67,7 @@ impl Containers {
         }
     }
 
-    /// Create through the monitor, then start; the error is the runtime's own message.
+    /// Create and start through the monitor; the error is the runtime's own message.
     async fn start_steps(&self, c: &Container, pod_run_dir: &str) -> Result<(), String> {
         let record = c.snapshot();
         let runtime = self
@@ -90,7 +91,7 @@ impl Containers {
             log: runtime_log.clone(),
         };
         let argv: Vec<String> = runtime
-            .create_argv(&record.id, &opts)
+            .run_detached_argv(&record.id, &opts)
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -119,12 +120,6 @@ impl Containers {
                 return Err(why);
             }
         };
-        if let Err(e) = runtime.start(&record.id).await {
-            let why = format!("{e:#}");
-            let _ = runtime.kill(&record.id, 9, true).await;
-            let _ = runtime.delete(&record.id, true).await;
-            return Err(why);
-        }
         let started = now_nanos();
         // One commit for the pid and the state: the hot path pays one fsync. An exit that
         // was applied meanwhile (a command that ends at once) is kept.
