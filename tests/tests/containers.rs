@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crust_testenv::{push_standard_images, Registry, StandardImages};
 use crust_tests::{mounts_under, Crustd, PodNet};
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
@@ -21,6 +22,7 @@ struct Env {
     _net: PodNet,
     crustd: Crustd,
     rt: RuntimeServiceClient<Channel>,
+    images_client: ImageServiceClient<Channel>,
     handler: &'static str,
     pod: String,
     pod_config: PodSandboxConfig,
@@ -94,6 +96,7 @@ async fn env_with(handler: &'static str, index: u8, privileged: bool) -> Env {
         _reg: reg,
         images,
         _net: net,
+        images_client: img,
         crustd,
         rt,
         handler,
@@ -653,6 +656,25 @@ async fn readonly_rootfs_and_mounts(handler: &'static str, index: u8) {
     let a = e.run(e.config("a", SLEEPER)).await;
     let b = e.run(e.config("b", SLEEPER)).await;
     e.sh_out(&a, "echo mine > /etc/only-a").await;
+    // The writable layers are what ImageFsInfo counts as container filesystems.
+    let used = |e: &Env| {
+        let mut img = e.images_client.clone();
+        async move {
+            img.image_fs_info(ImageFsInfoRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .container_filesystems[0]
+                .used_bytes
+                .clone()
+                .unwrap()
+                .value
+        }
+    };
+    let before = used(&e).await;
+    e.sh_out(&a, "head -c 5000000 /dev/urandom > /big").await;
+    let after = used(&e).await;
+    assert!(after >= before + 5_000_000, "{before} -> {after}");
     assert_ne!(e.exec(&b, &["cat", "/etc/only-a"]).await.exit_code, 0);
     // Image layers as built: the whiteout hid the removed file.
     assert_ne!(e.exec(&a, &["cat", "/etc/removed-file"]).await.exit_code, 0);

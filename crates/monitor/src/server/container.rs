@@ -40,6 +40,9 @@ pub(super) const READ_PER_TURN: usize = 64 * 1024;
 const DRAIN_AT_EXIT: usize = 16 * 1024 * 1024;
 /// The read buffer (on the stack); [`READ_PER_TURN`] takes several reads.
 const CHUNK: usize = 16 * 1024;
+/// How many times (5 ms apart) the monitor looks for the container init to become its child
+/// after the runtime exited.
+const REPARENT_TRIES: u32 = 400;
 
 /// A running container.
 #[derive(Debug)]
@@ -142,15 +145,24 @@ impl Container {
         let pid = read_pid_file(&req.pid_file)?;
         let pidfd = PidFd::open(pid).map_err(|e| format!("watching the container init: {e}"))?;
         // The init was the runtime's child; with the runtime gone it is ours (subreaper). If it
-        // is not, its exit would never reach us.
-        match pidfd.is_child() {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(format!(
-                    "the container init (pid {pid}) is not a child of the monitor"
-                ))
+        // is not, its exit would never reach us. `run --detach` may leave an intermediate
+        // runtime process exiting just after the one we waited for (crun does): the init is
+        // reparented to us a moment later, so look again for a while.
+        let mut tries = 0;
+        loop {
+            match pidfd.is_child() {
+                Ok(true) => break,
+                Ok(false) if tries < REPARENT_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Ok(false) => {
+                    return Err(format!(
+                        "the container init (pid {pid}) is not a child of the monitor"
+                    ))
+                }
+                Err(e) => return Err(e.to_string()),
             }
-            Err(e) => return Err(e.to_string()),
         }
         Ok(Container {
             id: req.id.clone(),
