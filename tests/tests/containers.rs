@@ -666,7 +666,6 @@ async fn readonly_rootfs_and_mounts(handler: &'static str, index: u8) {
                 .into_inner()
                 .container_filesystems[0]
                 .used_bytes
-                .clone()
                 .unwrap()
                 .value
         }

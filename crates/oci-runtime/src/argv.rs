@@ -138,9 +138,9 @@ mod tests {
     fn run_detached_is_create_with_another_verb() {
         let rt = Runtime::new("/usr/bin/runc", "/r");
         let o = opts(Some("/run/b/console.sock"));
-        let run = strings(&rt.run_detached_argv("c3", &o));
-        let create = strings(&rt.create_argv("c3", &o));
-        let at = create.iter().position(|a| a == "create").unwrap();
+        let (run, create) = (rt.run_detached_argv("c3", &o), rt.create_argv("c3", &o));
+        let (run, create) = (strings(&run), strings(&create));
+        let at = create.iter().position(|a| *a == "create").unwrap();
         assert_eq!(run[..at], create[..at]);
         assert_eq!(run[at..at + 2], ["run", "--detach"]);
         assert_eq!(run[at + 2..], create[at + 1..]);
