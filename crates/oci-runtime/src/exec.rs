@@ -174,7 +174,7 @@ async fn wait(
 }
 
 /// The exit code as a shell reports it: 128+signal when a signal killed the runtime.
-fn exit_code(status: ExitStatus) -> i32 {
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
@@ -183,7 +183,7 @@ fn exit_code(status: ExitStatus) -> i32 {
 }
 
 /// SIGKILL the process the pid file names, if it was written.
-fn kill_exec_process(pid_file: &Path) {
+pub(crate) fn kill_exec_process(pid_file: &Path) {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
     };
