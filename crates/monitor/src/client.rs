@@ -6,10 +6,14 @@ use std::{
     time::Duration,
 };
 
+use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::UnixStream,
+    net::{
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+        UnixStream,
+    },
     process::Command,
     time::timeout,
 };
@@ -17,7 +21,10 @@ use tokio::{
 use crate::{
     error::MonitorError,
     options::SpawnOptions,
-    protocol::{CreateContainer, Created, Event, Ready, Request, Status, SOCKET_NAME},
+    protocol::{
+        frame, AttachRequest, Attached, ContainerExit, CreateContainer, Created, Event, Ready,
+        Request, Resize, Status, SOCKET_NAME,
+    },
 };
 
 /// How long a request may wait for its answer, unless [`MonitorClient::with_timeout`] says.
@@ -253,6 +260,40 @@ impl MonitorClient {
         })
     }
 
+    /// Turns the connection into an attach session of the running container `id` (CRI
+    /// Attach): its output from now on (as asked in `opts`) until it exits, and a way to send
+    /// stdin, resizes and the end of stdin. Fails with a refusal (`container c1 is not
+    /// running`) for an unknown or exited container. Dropping the session (or its writer:
+    /// that half-closes the connection) ends its stdin, which closes the container's stdin
+    /// when it was created with `stdin_once`; the container goes on.
+    pub async fn attach(mut self, id: &str, opts: AttachOptions) -> Result<Attach, MonitorError> {
+        let request = Request::Attach(AttachRequest {
+            id: id.to_string(),
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        });
+        let attached: Attached = self
+            .request(&request, "attach", self.timeout)
+            .await
+            .map_err(|e| container_error(id, e))?;
+        // Frames may have come with the answer.
+        let buf = BytesMut::from(self.stream.buffer());
+        let (read, write) = self.stream.into_inner().into_split();
+        Ok(Attach {
+            tty: attached.tty,
+            reader: AttachReader {
+                socket: self.socket.clone(),
+                read,
+                buf,
+            },
+            writer: AttachWriter {
+                socket: self.socket,
+                write,
+            },
+        })
+    }
+
     async fn request<T: DeserializeOwned>(
         &mut self,
         request: &Request,
@@ -321,6 +362,178 @@ fn container_error(id: &str, source: MonitorError) -> MonitorError {
     MonitorError::Container {
         id: id.to_string(),
         source: Box::new(source),
+    }
+}
+
+/// Which of a container's streams an attach session takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// Send stdin (ignored by the monitor when the container was created without it).
+    pub stdin: bool,
+    /// Receive stdout (for a terminal, all output).
+    pub stdout: bool,
+    /// Receive stderr (a terminal has none).
+    pub stderr: bool,
+}
+
+/// What an attach session receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachOutput {
+    Stdout(Bytes),
+    Stderr(Bytes),
+    /// The container exited (after its last output); the session ends.
+    Exited(ContainerExit),
+}
+
+/// An attach session ([`MonitorClient::attach`]); [`Attach::split`] to read and write from
+/// different tasks.
+#[derive(Debug)]
+pub struct Attach {
+    /// The container has a terminal: output is all stdout, and resizes apply.
+    pub tty: bool,
+    reader: AttachReader,
+    writer: AttachWriter,
+}
+
+impl Attach {
+    /// The next output; `Ok(None)` once the monitor closed the session (after the exit, or
+    /// when it dropped a session that did not read).
+    pub async fn next(&mut self) -> Result<Option<AttachOutput>, MonitorError> {
+        self.reader.next().await
+    }
+
+    /// Sends stdin.
+    pub async fn send_stdin(&mut self, data: &[u8]) -> Result<(), MonitorError> {
+        self.writer.send_stdin(data).await
+    }
+
+    /// Sets the terminal's size.
+    pub async fn resize(&mut self, width: u16, height: u16) -> Result<(), MonitorError> {
+        self.writer.resize(width, height).await
+    }
+
+    /// Ends this session's stdin.
+    pub async fn close_stdin(&mut self) -> Result<(), MonitorError> {
+        self.writer.close_stdin().await
+    }
+
+    /// The reading and the writing half.
+    pub fn split(self) -> (AttachReader, AttachWriter) {
+        (self.reader, self.writer)
+    }
+}
+
+/// The output half of an attach session.
+#[derive(Debug)]
+pub struct AttachReader {
+    socket: PathBuf,
+    read: OwnedReadHalf,
+    /// Received bytes not yet returned (whole frames are split off without copying).
+    buf: BytesMut,
+}
+
+impl AttachReader {
+    /// The next output; `Ok(None)` once the monitor closed the session. Waits as long as it
+    /// takes: no timeout.
+    pub async fn next(&mut self) -> Result<Option<AttachOutput>, MonitorError> {
+        loop {
+            if self.buf.len() >= frame::HEADER {
+                let mut header = [0u8; frame::HEADER];
+                header.copy_from_slice(&self.buf[..frame::HEADER]);
+                let (kind, len) = frame::parse_header(&header);
+                if len > frame::MAX_PAYLOAD {
+                    return Err(self.malformed(format!(
+                        "a frame of {len} bytes (at most {} are sent)",
+                        frame::MAX_PAYLOAD
+                    )));
+                }
+                if self.buf.len() >= frame::HEADER + len {
+                    self.buf.advance(frame::HEADER);
+                    let payload = self.buf.split_to(len).freeze();
+                    match kind {
+                        frame::STDOUT => return Ok(Some(AttachOutput::Stdout(payload))),
+                        frame::STDERR => return Ok(Some(AttachOutput::Stderr(payload))),
+                        frame::EXIT => {
+                            return serde_json::from_slice(&payload)
+                                .map(|exit| Some(AttachOutput::Exited(exit)))
+                                .map_err(|e| self.malformed(format!("exit frame: {e}")))
+                        }
+                        // A kind of a newer monitor.
+                        _ => continue,
+                    }
+                }
+                self.buf.reserve(frame::HEADER + len - self.buf.len());
+            } else {
+                self.buf.reserve(16 * 1024);
+            }
+            let n = self
+                .read
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|source| MonitorError::Io {
+                    socket: self.socket.clone(),
+                    op: "attach: reading",
+                    source,
+                })?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(self.malformed("the connection closed inside a frame".into()));
+            }
+        }
+    }
+
+    fn malformed(&self, reason: String) -> MonitorError {
+        MonitorError::Protocol {
+            socket: self.socket.clone(),
+            op: "attach: reading",
+            line: String::new(),
+            reason,
+        }
+    }
+}
+
+/// The input half of an attach session. Dropping it half-closes the connection: the
+/// session's stdin ends, its output still comes.
+#[derive(Debug)]
+pub struct AttachWriter {
+    socket: PathBuf,
+    write: OwnedWriteHalf,
+}
+
+impl AttachWriter {
+    /// Sends stdin (in frames of at most 32 KiB). Waits while the container does not read.
+    pub async fn send_stdin(&mut self, data: &[u8]) -> Result<(), MonitorError> {
+        for chunk in data.chunks(frame::MAX_PAYLOAD) {
+            self.send(frame::STDIN, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets the terminal's size: `width` columns, `height` rows (nothing without a terminal).
+    pub async fn resize(&mut self, width: u16, height: u16) -> Result<(), MonitorError> {
+        let payload = serde_json::to_vec(&Resize { width, height }).unwrap_or_default();
+        self.send(frame::RESIZE, &payload).await
+    }
+
+    /// Ends this session's stdin: with `stdin_once`, the container's stdin is closed.
+    pub async fn close_stdin(&mut self) -> Result<(), MonitorError> {
+        self.send(frame::CLOSE_STDIN, &[]).await
+    }
+
+    async fn send(&mut self, kind: u8, payload: &[u8]) -> Result<(), MonitorError> {
+        let mut buf = Vec::with_capacity(frame::HEADER + payload.len());
+        buf.extend_from_slice(&frame::header(kind, payload.len()));
+        buf.extend_from_slice(payload);
+        self.write
+            .write_all(&buf)
+            .await
+            .map_err(|source| MonitorError::Io {
+                socket: self.socket.clone(),
+                op: "attach: writing",
+                source,
+            })
     }
 }
 

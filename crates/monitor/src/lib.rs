@@ -14,7 +14,8 @@
 //! - [`read_exit_file`]: a container's recorded exit ([`ContainerExit`]), for recovery.
 //!
 //! Containers: the monitor runs the OCI runtime's `create` ([`CreateContainer`]) with stdio it
-//! owns, writes the CRI log and records the exit (see [`protocol`]).
+//! owns, writes the CRI log and records the exit (see [`protocol`]); crustd attaches to their
+//! stdio through it ([`MonitorClient::attach`], CRI Attach).
 
 mod cleanup;
 #[cfg(feature = "client")]
@@ -27,12 +28,13 @@ pub mod server;
 pub use cleanup::{force_cleanup, monitor_pid};
 #[cfg(feature = "client")]
 pub use client::{
-    is_alive, probe, socket_path, spawn, Events, MonitorClient, CREATE_GRACE, DEFAULT_TIMEOUT,
-    SHUTDOWN_TIMEOUT, SPAWN_TIMEOUT,
+    is_alive, probe, socket_path, spawn, Attach, AttachOptions, AttachOutput, AttachReader,
+    AttachWriter, Events, MonitorClient, CREATE_GRACE, DEFAULT_TIMEOUT, SHUTDOWN_TIMEOUT,
+    SPAWN_TIMEOUT,
 };
 pub use error::MonitorError;
 pub use options::SpawnOptions;
 pub use protocol::{
-    read_exit_file, ContainerExit, ContainerStatus, CreateContainer, Created, Event, InitExit,
-    Ready, Request, Status, NS_DIR, PID_FILE, SOCKET_NAME,
+    read_exit_file, AttachRequest, Attached, ContainerExit, ContainerStatus, CreateContainer,
+    Created, Event, InitExit, Ready, Request, Resize, Status, NS_DIR, PID_FILE, SOCKET_NAME,
 };

@@ -43,6 +43,42 @@
 //! ([`ContainerExit`], atomically) before the event is sent; the monitor then keeps nothing of
 //! the container, so `forget` has nothing to drop today and always succeeds.
 //!
+//! Attach ([`AttachRequest`]): the connection becomes an attach session to a running
+//! container's stdio (CRI Attach). After the answer line the connection carries binary frames
+//! both ways instead of JSON lines:
+//!
+//! ```text
+//! > {"op":"attach","id":"c1","stdin":true,"stdout":true,"stderr":true}
+//! < {"ok":true,"tty":false}
+//! < {"ok":false,"error":"container c1 is not running"}
+//!
+//! frame = kind (1 byte) | length (4 bytes, big-endian) | payload (length bytes, <= 32 KiB)
+//!
+//! crustd -> monitor                         monitor -> crustd
+//!   0 stdin data                              1 stdout data (all of a tty's output)
+//!   4 resize {"width":W,"height":H}           2 stderr data
+//!   5 stdin close (empty)                     3 exit: the container_exited event's JSON,
+//!                                               after the last output; then the monitor
+//!                                               closes the connection
+//! ```
+//!
+//! - Output: each session gets a copy of the container's output from the moment it attached
+//!   (kind 1 only if it asked for `stdout`, kind 2 only for `stderr`); the CRI log gets it as
+//!   before. A session that lets more than 1 MiB of frames pile up (it does not read) is
+//!   dropped: its connection is closed, the container and the other sessions go on.
+//! - Stdin (kind 0) goes to the container's stdin pipe (or pty master), interleaved in arrival
+//!   order between sessions; ignored when the session did not ask for `stdin` or the
+//!   container was created without it. The monitor buffers at most 64 KiB of it per container
+//!   and stops reading a session's frames while that is full.
+//! - Resize (kind 4) sets a terminal container's window size (`TIOCSWINSZ`); ignored without a
+//!   terminal.
+//! - Stdin close (kind 5), or the end of a session that had stdin (its connection closed or
+//!   half-closed): for a container created with `stdin_once`, its stdin is closed (after the
+//!   stdin already received is written; the pipe's write end is closed, a terminal only stops
+//!   taking stdin); without `stdin_once`, only this session's stdin ends.
+//! - A frame longer than 32 KiB closes the session; frames of unknown kinds are ignored.
+//!   Detaching (closing the connection) never stops the container.
+//!
 //! The readiness line the monitor prints on its stdout at start is a reply too: `{"ok":true,
 //! "pid":..,"init_pid":..,"namespaces":{..}}` ([`Ready`]) or `{"ok":false,"error":".."}`.
 
@@ -77,6 +113,72 @@ pub enum Request {
     ReopenLog { id: String },
     /// Drop what remains of an exited container (nothing, today); always `{"ok":true}`.
     Forget { id: String },
+    /// Attach to a running container's stdio; answered with an [`Attached`], after which the
+    /// connection carries frames (see the module's documentation).
+    Attach(AttachRequest),
+}
+
+/// Which of a container's streams an attach session takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub id: String,
+    /// Send stdin (kind 0 frames are ignored without it).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Receive stdout (kind 1): for a terminal, all output.
+    #[serde(default)]
+    pub stdout: bool,
+    /// Receive stderr (kind 2).
+    #[serde(default)]
+    pub stderr: bool,
+}
+
+/// The answer to [`Request::Attach`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The container has a terminal: its output is all stdout, and resize applies.
+    pub tty: bool,
+}
+
+/// The payload of a resize frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+}
+
+/// Attach frame kinds (the first byte of a frame).
+pub mod frame {
+    /// crustd -> monitor: stdin data.
+    pub const STDIN: u8 = 0;
+    /// monitor -> crustd: stdout data.
+    pub const STDOUT: u8 = 1;
+    /// monitor -> crustd: stderr data.
+    pub const STDERR: u8 = 2;
+    /// monitor -> crustd: the container exited (the `container_exited` event's JSON).
+    pub const EXIT: u8 = 3;
+    /// crustd -> monitor: a terminal's new size ([`super::Resize`]).
+    pub const RESIZE: u8 = 4;
+    /// crustd -> monitor: this session's stdin ended.
+    pub const CLOSE_STDIN: u8 = 5;
+    /// The header: kind and big-endian length.
+    pub const HEADER: usize = 5;
+    /// The longest payload either side sends or takes.
+    pub const MAX_PAYLOAD: usize = 32 * 1024;
+
+    /// The header of a frame of `kind` carrying `len` bytes.
+    pub fn header(kind: u8, len: usize) -> [u8; HEADER] {
+        let [a, b, c, d] = (len as u32).to_be_bytes();
+        [kind, a, b, c, d]
+    }
+
+    /// (kind, payload length) of a header.
+    pub fn parse_header(header: &[u8; HEADER]) -> (u8, usize) {
+        let [kind, a, b, c, d] = *header;
+        (kind, u32::from_be_bytes([a, b, c, d]) as usize)
+    }
 }
 
 /// How to create a container: the runtime command crustd built and the stdio the monitor
@@ -377,6 +479,56 @@ mod tests {
         )
         .unwrap();
         assert!(status.containers.is_empty());
+    }
+
+    #[test]
+    fn attach_requests_and_frames() {
+        let req: Request = serde_json::from_str(
+            r#"{"op":"attach","id":"c1","stdin":true,"stdout":true,"stderr":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            req,
+            Request::Attach(AttachRequest {
+                id: "c1".into(),
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            })
+        );
+        // Streams not named are not taken.
+        let Request::Attach(bare) = serde_json::from_str(r#"{"op":"attach","id":"c1"}"#).unwrap()
+        else {
+            panic!("an attach request");
+        };
+        assert!(!bare.stdin && !bare.stdout && !bare.stderr);
+        assert_eq!(
+            ok_line(&Attached { tty: false }),
+            b"{\"ok\":true,\"tty\":false}\n"
+        );
+        assert_eq!(frame::header(frame::STDOUT, 258), [1, 0, 0, 1, 2]);
+        assert_eq!(frame::parse_header(&[4, 0, 0, 0x80, 0]), (4, 32 * 1024));
+        assert_eq!(
+            serde_json::from_str::<Resize>(r#"{"width":100,"height":30}"#).unwrap(),
+            Resize {
+                width: 100,
+                height: 30
+            }
+        );
+        // The exit frame's payload (the event) reads as a ContainerExit.
+        let event = Event::ContainerExited {
+            id: "c1".into(),
+            exit_code: 3,
+            signal: None,
+            finished_at: 9,
+        };
+        let exit: ContainerExit = serde_json::to_vec(&event)
+            .and_then(|json| serde_json::from_slice(&json))
+            .unwrap();
+        assert_eq!(
+            (exit.exit_code, exit.signal, exit.finished_at),
+            (3, None, 9)
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! ```text
 //! create_container ─> pipes (or a console socket) ─> spawn `<runtime> create` ─> wait for it
 //!   ─> read pid_file ─> pidfd of the container init (reparented to us, the subreaper)
-//! poll loop: stdout/stderr (or the pty master) readable ─> log; pidfd readable ─> exited
+//! poll loop: stdout/stderr (or the pty master) readable ─> log and attach sessions;
+//!   attach stdin queued ─> written to the stdin pipe (or pty master) when it takes it;
+//!   pidfd readable ─> exited
 //! exited: reap, drain what is left in the pipes, flush partial lines, close the log,
 //!   write exit_file (tmp + rename), then the container_exited event; nothing is kept
 //! ```
@@ -40,6 +42,8 @@ pub(super) const READ_PER_TURN: usize = 64 * 1024;
 const DRAIN_AT_EXIT: usize = 16 * 1024 * 1024;
 /// The read buffer (on the stack); [`READ_PER_TURN`] takes several reads.
 const CHUNK: usize = 16 * 1024;
+/// Stdin from attach sessions waiting for the container to read it, at most.
+pub(super) const STDIN_QUEUE: usize = 64 * 1024;
 /// How many times (5 ms apart) the monitor looks for the container init to become its child
 /// after the runtime exited.
 const REPARENT_TRIES: u32 = 400;
@@ -55,10 +59,17 @@ pub(super) struct Container {
     /// `outputs[0]` (it is stdin too) and nothing in `outputs[1]`. `None` once at EOF.
     outputs: [Option<OwnedFd>; 2],
     /// The write end of the container's stdin pipe, kept for attach (not with a terminal).
-    #[allow(dead_code)] // written to by attach sessions, which come later
     stdin: Option<OwnedFd>,
-    #[allow(dead_code)]
-    stdin_once: bool,
+    /// Attach sessions may write stdin: it was created with stdin, and it is not closed.
+    stdin_open: bool,
+    /// Stdin received from attach sessions and not yet taken by the container.
+    stdin_queue: Vec<u8>,
+    /// Close stdin once the queue is written.
+    stdin_closing: bool,
+    /// Close stdin when the first attach session with stdin ends.
+    pub stdin_once: bool,
+    /// `outputs[0]` is a pty master.
+    pub terminal: bool,
     log: LogWriter,
     exit_file: PathBuf,
 }
@@ -170,7 +181,11 @@ impl Container {
             pidfd,
             outputs,
             stdin,
+            stdin_open: req.stdin,
+            stdin_queue: Vec::new(),
+            stdin_closing: false,
             stdin_once: req.stdin_once,
+            terminal: req.terminal,
             log,
             exit_file: req.exit_file.clone(),
         })
@@ -191,8 +206,14 @@ impl Container {
             .filter_map(|(i, fd)| Some((i, fd.as_ref()?)))
     }
 
-    /// Reads output `index` up to `limit` bytes (or until it would block) and logs it.
-    pub fn read_output(&mut self, index: usize, limit: usize) -> ReadEnd {
+    /// Reads output `index` up to `limit` bytes (or until it would block), logs it and hands
+    /// each piece (at most [`CHUNK`] bytes) to `sink` (the attach sessions).
+    pub fn read_output(
+        &mut self,
+        index: usize,
+        limit: usize,
+        sink: &mut dyn FnMut(Stream, &[u8]),
+    ) -> ReadEnd {
         let stream = if index == 0 {
             Stream::Stdout
         } else {
@@ -211,6 +232,7 @@ impl Container {
                     total += n;
                     // A full disk loses output; the container goes on.
                     let _ = self.log.write(stream, &buf[..n]);
+                    sink(stream, &buf[..n]);
                     continue;
                 }
                 Err(rustix::io::Errno::INTR) => continue,
@@ -226,6 +248,95 @@ impl Container {
         self.outputs[index] = None;
         let _ = self.log.finish(stream);
         ReadEnd::Closed
+    }
+
+    /// Whether attach sessions may write stdin.
+    pub fn takes_stdin(&self) -> bool {
+        self.stdin_open && !self.stdin_closing
+    }
+
+    /// Room left in the stdin queue.
+    pub fn stdin_room(&self) -> usize {
+        STDIN_QUEUE.saturating_sub(self.stdin_queue.len())
+    }
+
+    /// Queues stdin from an attach session (the caller checked [`Container::stdin_room`]) and
+    /// writes what the container takes now.
+    pub fn queue_stdin(&mut self, data: &[u8]) {
+        if self.takes_stdin() {
+            self.stdin_queue.extend_from_slice(data);
+            self.flush_stdin();
+        }
+    }
+
+    /// Closes stdin once what is queued is written (`stdin_once`).
+    pub fn close_stdin(&mut self) {
+        if self.stdin_open {
+            self.stdin_closing = true;
+            self.flush_stdin();
+        }
+    }
+
+    /// Where stdin goes: the pipe, or the pty master.
+    fn stdin_fd(&self) -> Option<&OwnedFd> {
+        if !self.stdin_open {
+            None
+        } else if self.terminal {
+            self.outputs[0].as_ref()
+        } else {
+            self.stdin.as_ref()
+        }
+    }
+
+    /// The descriptor to poll for writing: there is queued stdin.
+    pub fn stdin_to_poll(&self) -> Option<&OwnedFd> {
+        self.stdin_fd().filter(|_| !self.stdin_queue.is_empty())
+    }
+
+    /// Writes queued stdin until the container stops taking it; closes stdin when asked to
+    /// and the queue is empty, or when the container's side is gone (EPIPE).
+    pub fn flush_stdin(&mut self) {
+        let mut written = 0;
+        let mut broken = false;
+        if let Some(fd) = self.stdin_fd() {
+            while written < self.stdin_queue.len() {
+                match rustix::io::write(fd, &self.stdin_queue[written..]) {
+                    Ok(0) => break,
+                    Ok(n) => written += n,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(rustix::io::Errno::AGAIN) => break,
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+        } else {
+            broken = true;
+        }
+        self.stdin_queue.drain(..written);
+        if broken || (self.stdin_closing && self.stdin_queue.is_empty()) {
+            // A terminal's master is its output too: it stays; only the stdin ends.
+            self.stdin = None;
+            self.stdin_open = false;
+            self.stdin_closing = false;
+            self.stdin_queue = Vec::new();
+        } else if self.stdin_queue.is_empty() && self.stdin_queue.capacity() > STDIN_QUEUE {
+            self.stdin_queue = Vec::new();
+        }
+    }
+
+    /// Sets a terminal's window size; nothing without a terminal.
+    pub fn resize(&self, width: u16, height: u16) {
+        if let (true, Some(master)) = (self.terminal, &self.outputs[0]) {
+            let size = rustix::termios::Winsize {
+                ws_row: height,
+                ws_col: width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let _ = rustix::termios::tcsetwinsize(master, size);
+        }
     }
 
     /// Closes and reopens the log file (kubelet rotated it).
@@ -245,13 +356,18 @@ impl Container {
     }
 
     /// The end of a container whose init was reaped with `status`: logs what is still in its
-    /// outputs, closes everything, writes the exit file; returns the event for the watchers.
-    pub fn finish(mut self, status: ExitStatus) -> (Event, Result<(), String>) {
+    /// outputs (handing it to `sink` too), closes everything, writes the exit file; returns
+    /// the event for the watchers.
+    pub fn finish(
+        mut self,
+        status: ExitStatus,
+        sink: &mut dyn FnMut(Stream, &[u8]),
+    ) -> (Event, Result<(), String>) {
         let finished_at = unix_nanos(SystemTime::now());
         for index in 0..2 {
             // Everything readable now, then stop: at exit the writers are gone (unless
             // something outside the container holds the pipe, which may keep it open).
-            self.read_output(index, DRAIN_AT_EXIT);
+            self.read_output(index, DRAIN_AT_EXIT, sink);
             let stream = if index == 0 {
                 Stream::Stdout
             } else {

@@ -14,6 +14,7 @@
 //! created through the OCI runtime with stdio the monitor owns; their output goes to CRI log
 //! files and their exits to exit files and events (`container.rs`, `log.rs`).
 
+mod attach;
 mod container;
 pub mod log;
 mod serve;

@@ -6,8 +6,9 @@
 //! `SIGCHLD`, but only after peeking (`WNOWAIT`) at which child exited, so a `waitpid` of ours
 //! never steals the status of a watched child.
 //!
-//! Each turn reads at most [`READ_PER_TURN`] bytes per container output and logs them before
-//! polling again, so a container's burst costs a bounded buffer, not memory without end.
+//! Each turn reads at most [`READ_PER_TURN`] bytes per container output and logs them (and
+//! hands them to the container's attach sessions, [`super::attach`]) before polling again, so
+//! a container's burst costs a bounded buffer, not memory without end.
 
 use std::{
     io::{self, Read, Write},
@@ -19,21 +20,33 @@ use crust_sys::{ExitStatus, SignalFd};
 use rustix::event::{PollFd, PollFlags};
 
 use super::{
+    attach::{self, Frames, Session},
     container::{Container, READ_PER_TURN},
+    log::Stream,
     setup::Pod,
 };
-use crate::protocol::{self, CreateContainer, Created, Empty, Event, InitExit, Request, Status};
+use crate::protocol::{
+    self, frame, AttachRequest, Attached, CreateContainer, Created, Empty, Event, InitExit,
+    Request, Status,
+};
 
 /// A request line longer than this is refused and the connection closed.
 const MAX_LINE: usize = 64 * 1024;
-/// A client that lets this much output pile up (a watcher that does not read) is dropped.
+/// A client that lets this much output pile up (a watcher or an attach session that does not
+/// read) is dropped.
 const MAX_OUTPUT: usize = 1024 * 1024;
+/// An attach session's input buffer: one whole frame.
+const FRAME_INPUT: usize = frame::HEADER + frame::MAX_PAYLOAD;
+/// An output buffer this big is given back once it is written.
+const KEEP_OUTPUT: usize = 64 * 1024;
 
 struct Conn {
     stream: UnixStream,
     input: Vec<u8>,
     output: Vec<u8>,
     watcher: bool,
+    /// The connection is an attach session: frames, not lines.
+    attach: Option<Session>,
     /// The peer closed its side (or sent garbage we will not read past): close once `output`
     /// is written.
     closing: bool,
@@ -47,6 +60,7 @@ impl Conn {
             input: Vec::new(),
             output: Vec::new(),
             watcher: false,
+            attach: None,
             closing: false,
             dead: false,
         }
@@ -64,6 +78,23 @@ impl Conn {
         self.flush();
     }
 
+    /// Queues a frame (an attach session's output); a session that lets more than
+    /// [`MAX_OUTPUT`] pile up is dropped.
+    fn send_frame(&mut self, kind: u8, payload: &[u8]) {
+        if self.dead {
+            return;
+        }
+        if self.output.len() + frame::HEADER + payload.len() > MAX_OUTPUT {
+            self.dead = true;
+            self.output = Vec::new();
+            return;
+        }
+        self.output
+            .extend_from_slice(&frame::header(kind, payload.len()));
+        self.output.extend_from_slice(payload);
+        self.flush();
+    }
+
     /// Writes what it can without blocking.
     fn flush(&mut self) {
         while !self.output.is_empty() && !self.dead {
@@ -77,20 +108,22 @@ impl Conn {
                 Err(_) => self.dead = true,
             }
         }
+        if self.output.is_empty() && self.output.capacity() > KEEP_OUTPUT {
+            self.output = Vec::new();
+        }
         if self.closing && self.output.is_empty() {
             self.dead = true;
         }
     }
 
-    /// Reads what is there; returns the complete lines.
-    fn read_lines(&mut self) -> Vec<Vec<u8>> {
+    /// Reads what is there while `input` holds less than `limit`; false at the end of the
+    /// peer's data (it closed or half-closed the connection).
+    fn read_input(&mut self, limit: usize) -> bool {
         let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => {
-                    self.closing = true;
-                    break;
-                }
+        while self.input.len() < limit {
+            let want = buf.len().min(limit - self.input.len());
+            match self.stream.read(&mut buf[..want]) {
+                Ok(0) => return false,
                 Ok(n) => self.input.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -100,19 +133,38 @@ impl Conn {
                 }
             }
         }
-        let mut lines = Vec::new();
-        while let Some(end) = self.input.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.input.drain(..=end).collect();
-            lines.push(line);
+        true
+    }
+
+    /// The next complete line of `input`.
+    fn next_line(&mut self) -> Option<Vec<u8>> {
+        let end = self.input.iter().position(|&b| b == b'\n')?;
+        Some(self.input.drain(..=end).collect())
+    }
+
+    /// What an attach session's connection waits for.
+    fn attach_flags(&self, session: &Session) -> PollFlags {
+        let mut flags = PollFlags::empty();
+        if !self.closing && !session.input_done && self.input.len() < FRAME_INPUT {
+            flags |= PollFlags::IN;
         }
-        if self.input.len() > MAX_LINE {
-            self.input.clear();
-            self.send(&protocol::error_line(&format!(
-                "request longer than {MAX_LINE} bytes"
-            )));
-            self.closing = true;
+        if !self.output.is_empty() {
+            flags |= PollFlags::OUT;
         }
-        lines
+        flags
+    }
+}
+
+/// Hands output of container `id` to its attach sessions that take `stream`.
+fn fan_out(conns: &mut [Conn], id: &str, stream: Stream, data: &[u8]) {
+    for conn in conns {
+        let kind = match &conn.attach {
+            Some(session) if session.id == id && !conn.closing => session.kind_for(stream),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            conn.send_frame(kind, data);
+        }
     }
 }
 
@@ -134,8 +186,21 @@ struct Woken {
     conns: Vec<PollFlags>,
     /// (container index, output index) of readable outputs.
     outputs: Vec<(usize, usize)>,
+    /// Indices of containers whose stdin takes more (or failed).
+    stdin: Vec<usize>,
     /// IDs of containers whose pidfd is readable (their init exited).
     exited: Vec<String>,
+}
+
+/// What a polled container descriptor is.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// Its init's pidfd.
+    Exit,
+    /// Output `n`.
+    Output(usize),
+    /// Its stdin (queued attach stdin).
+    Stdin,
 }
 
 /// What a request asks of the loop.
@@ -165,6 +230,7 @@ impl Monitor {
                 init,
                 conns,
                 outputs,
+                stdin,
                 exited,
             } = match self.poll() {
                 Ok(ready) => ready,
@@ -176,7 +242,15 @@ impl Monitor {
             };
             // Output before exits: an exit drains what is left anyway.
             for (c, o) in outputs {
-                self.containers[c].read_output(o, READ_PER_TURN);
+                let container = &mut self.containers[c];
+                let id = container.id.clone();
+                let conns = &mut self.conns;
+                container.read_output(o, READ_PER_TURN, &mut |stream, data| {
+                    fan_out(conns, &id, stream, data)
+                });
+            }
+            for c in stdin {
+                self.containers[c].flush_stdin();
             }
             for id in exited {
                 if let Some(i) = self.container_index(&id) {
@@ -208,6 +282,20 @@ impl Monitor {
                     self.conns[i].dead = true;
                     continue;
                 }
+                if let Some(session) = &mut self.conns[i].attach {
+                    // HUP: the peer is gone; what it sent before is still handled.
+                    session.hung_up |= flags.contains(PollFlags::HUP);
+                    if flags.intersects(PollFlags::IN | PollFlags::HUP)
+                        && !session.input_done
+                        && !self.conns[i].closing
+                    {
+                        let more = self.conns[i].read_input(FRAME_INPUT);
+                        if let Some(session) = &mut self.conns[i].attach {
+                            session.input_done |= !more;
+                        }
+                    }
+                    continue;
+                }
                 if !self.conns[i].closing && flags.intersects(PollFlags::IN | PollFlags::HUP) {
                     if let Next::Shutdown = self.serve_conn(i) {
                         shutdown_by = Some(i);
@@ -218,6 +306,7 @@ impl Monitor {
             if let Some(i) = shutdown_by {
                 return self.shutdown(i);
             }
+            self.serve_sessions();
             self.conns.retain(|c| !c.dead);
         }
     }
@@ -235,28 +324,37 @@ impl Monitor {
         fds.push(PollFd::new(&self.listener, PollFlags::IN));
         for conn in &self.conns {
             // A peer that closed its side keeps reading as "readable": only wait to write.
-            let mut flags = if conn.closing {
-                PollFlags::empty()
+            let flags = if let Some(session) = &conn.attach {
+                conn.attach_flags(session)
             } else {
-                PollFlags::IN
+                let mut flags = if conn.closing {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::IN
+                };
+                if !conn.output.is_empty() {
+                    flags |= PollFlags::OUT;
+                }
+                flags
             };
-            if !conn.output.is_empty() {
-                flags |= PollFlags::OUT;
-            }
             fds.push(PollFd::new(&conn.stream, flags));
         }
         if let Some(init) = init {
             fds.push(PollFd::new(init, PollFlags::IN));
         }
         let first_container = fds.len();
-        // (container, None for its pidfd or Some(output)) of each fd after `first_container`.
+        // (container, what) of each fd after `first_container`.
         let mut slots = Vec::with_capacity(3 * self.containers.len());
         for (c, container) in self.containers.iter().enumerate() {
             fds.push(PollFd::new(&container.pidfd, PollFlags::IN));
-            slots.push((c, None));
+            slots.push((c, Slot::Exit));
             for (o, fd) in container.outputs() {
                 fds.push(PollFd::new(fd, PollFlags::IN));
-                slots.push((c, Some(o)));
+                slots.push((c, Slot::Output(o)));
+            }
+            if let Some(fd) = container.stdin_to_poll() {
+                fds.push(PollFd::new(fd, PollFlags::OUT));
+                slots.push((c, Slot::Stdin));
             }
         }
         loop {
@@ -275,6 +373,7 @@ impl Monitor {
                 .last()
                 .is_some_and(|fd| !fd.revents().is_empty());
         let mut outputs = Vec::new();
+        let mut stdin = Vec::new();
         let mut exited = Vec::new();
         for (fd, &(c, slot)) in fds[first_container..].iter().zip(&slots) {
             if fd.revents().is_empty() {
@@ -282,8 +381,10 @@ impl Monitor {
             }
             match slot {
                 // HUP or ERR on an output is its end: reading says so.
-                Some(o) => outputs.push((c, o)),
-                None => exited.push(self.containers[c].id.clone()),
+                Slot::Output(o) => outputs.push((c, o)),
+                // ERR on stdin (the container closed it): writing says so.
+                Slot::Stdin => stdin.push(c),
+                Slot::Exit => exited.push(self.containers[c].id.clone()),
             }
         }
         Ok(Woken {
@@ -292,6 +393,7 @@ impl Monitor {
             init: init_ready,
             conns,
             outputs,
+            stdin,
             exited,
         })
     }
@@ -361,14 +463,75 @@ impl Monitor {
         }
     }
 
-    /// Logs the rest of its output, writes its exit file, then tells the watchers.
+    /// Logs (and hands to its attach sessions) the rest of its output, writes its exit file,
+    /// then tells the watchers, and the attach sessions with an exit frame before closing them.
     fn on_container_exit(&mut self, container: Container, status: ExitStatus) {
+        let id = container.id.clone();
+        let conns = &mut self.conns;
         // A failed exit file write cannot be answered to anyone; the event still carries the
         // status, and crustd's recovery finds no file (as if the monitor had died).
-        let (event, _written) = container.finish(status);
+        let (event, _written) = container.finish(status, &mut |stream, data| {
+            fan_out(conns, &id, stream, data)
+        });
         let line = protocol::event_line(&event);
         for conn in self.conns.iter_mut().filter(|c| c.watcher) {
             conn.send(&line);
+        }
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        for conn in &mut self.conns {
+            if conn.attach.as_ref().is_some_and(|s| s.id == id) && !conn.closing {
+                conn.send_frame(frame::EXIT, &payload);
+                conn.closing = true;
+                conn.flush();
+            }
+        }
+    }
+
+    /// Turns connection `i` into an attach session of a running container; the answer line.
+    fn attach(&mut self, i: usize, req: AttachRequest) -> Vec<u8> {
+        let Some(container) = self.containers.iter().find(|c| c.id == req.id) else {
+            return protocol::error_line(&format!("container {} is not running", req.id));
+        };
+        let conn = &mut self.conns[i];
+        if conn.watcher {
+            return protocol::error_line("a watching connection cannot attach");
+        }
+        conn.attach = Some(Session {
+            stdin: req.stdin && container.takes_stdin(),
+            stdout: req.stdout,
+            stderr: req.stderr,
+            input_done: false,
+            hung_up: false,
+            id: req.id,
+        });
+        protocol::ok_line(&Attached {
+            tty: container.terminal,
+        })
+    }
+
+    /// Each turn, for every attach session: the frames it sent (those waiting for stdin room
+    /// too), and its end: a session whose peer closed or half-closed the connection, or that
+    /// is dropped, ends its stdin (closing the container's with `stdin_once`).
+    fn serve_sessions(&mut self) {
+        for conn in &mut self.conns {
+            let Some(session) = &mut conn.attach else {
+                continue;
+            };
+            let mut container = self.containers.iter_mut().find(|c| c.id == session.id);
+            let mut waiting = false;
+            if !conn.dead && !conn.closing {
+                match attach::handle_frames(session, &mut conn.input, container.as_deref_mut()) {
+                    Frames::Done => {}
+                    Frames::Waiting => waiting = true,
+                    Frames::TooLong => conn.dead = true,
+                }
+            }
+            if session.hung_up {
+                conn.dead = true;
+            }
+            if conn.dead || (session.input_done && !waiting) {
+                session.end_stdin(container);
+            }
         }
     }
 
@@ -420,8 +583,10 @@ impl Monitor {
     }
 
     fn serve_conn(&mut self, i: usize) -> Next {
-        let lines = self.conns[i].read_lines();
-        for line in lines {
+        if !self.conns[i].read_input(MAX_LINE + 1) {
+            self.conns[i].closing = true;
+        }
+        while let Some(line) = self.conns[i].next_line() {
             let text = line.trim_ascii();
             if text.is_empty() {
                 continue;
@@ -457,9 +622,31 @@ impl Monitor {
                 }
                 // Nothing of an exited container is kept: there is nothing to drop.
                 Request::Forget { id: _ } => self.conns[i].send(&protocol::ok_line(&Empty {})),
+                Request::Attach(req) => {
+                    let line = self.attach(i, req);
+                    self.conns[i].send(&line);
+                    if self.conns[i].attach.is_some() {
+                        // What follows the request is frames.
+                        if self.conns[i].closing {
+                            self.conns[i].closing = false;
+                            if let Some(session) = &mut self.conns[i].attach {
+                                session.input_done = true;
+                            }
+                        }
+                        break;
+                    }
+                }
             }
         }
-        self.conns[i].flush();
+        let conn = &mut self.conns[i];
+        if conn.attach.is_none() && conn.input.len() > MAX_LINE {
+            conn.input.clear();
+            conn.send(&protocol::error_line(&format!(
+                "request longer than {MAX_LINE} bytes"
+            )));
+            conn.closing = true;
+        }
+        conn.flush();
         Next::Continue
     }
 
