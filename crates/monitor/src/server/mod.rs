@@ -12,7 +12,8 @@
 //! orphans of the pod's host-namespace processes come back to it, and then serves a poll(2)
 //! loop on one thread: no async runtime, to stay small (see `serve.rs`). Containers are
 //! created through the OCI runtime with stdio the monitor owns; their output goes to CRI log
-//! files and their exits to exit files and events (`container.rs`, `log.rs`).
+//! files and their exits to exit files and events (`container.rs`, `log.rs`); attach sessions
+//! take a copy of their output and give them stdin (`attach.rs`).
 
 mod attach;
 mod container;
