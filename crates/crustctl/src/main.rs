@@ -12,6 +12,7 @@ mod duration;
 mod gotime;
 mod output;
 mod protojson;
+mod stream;
 mod template;
 
 use std::io::Write;
@@ -91,6 +92,10 @@ enum Command {
     Logs(cmd::logs::LogsArgs),
     /// Run a command in a running container
     Exec(cmd::exec::ExecArgs),
+    /// Attach to a running container
+    Attach(cmd::attach::AttachArgs),
+    /// Forward local port to a pod
+    PortForward(cmd::port_forward::PortForwardArgs),
     /// Stop one or more running containers
     Stop(cmd::stop::StopArgs),
     /// Remove one or more containers
@@ -141,6 +146,8 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Inspect(args) => cmd::inspect::run(&ctx, args, out).await,
         Command::Logs(args) => cmd::logs::run(&ctx, args, out).await,
         Command::Exec(args) => cmd::exec::run(&ctx, args, out).await,
+        Command::Attach(args) => cmd::attach::run(&ctx, args, out).await,
+        Command::PortForward(args) => cmd::port_forward::run(&ctx, args, out).await,
         Command::Stop(args) => cmd::stop::run(&ctx, args, out).await,
         Command::Rm(args) => cmd::rm::run(&ctx, args, out).await,
         Command::Update(args) => cmd::update::run(&ctx, args, out).await,
@@ -469,6 +476,39 @@ mod tests {
         assert_eq!(exec.timeout, 3);
         assert_eq!(exec.args, ["c1", "sh", "-c", "exit 3"]);
         assert!(parse(&["exec", "-s"]).is_err());
+        let Command::Exec(exec) = parse(&["exec", "-it", "--transport", "websocket", "c1", "sh"])
+            .unwrap()
+            .command
+        else {
+            panic!("exec");
+        };
+        assert!(exec.interactive && exec.tty && !exec.sync);
+        assert_eq!(exec.transport, "websocket");
+        assert!(parse(&["exec", "-r", "tcp", "c1", "sh"]).is_err());
+
+        let Command::Attach(attach) = parse(&["attach", "-it", "-r", "websocket", "c1"])
+            .unwrap()
+            .command
+        else {
+            panic!("attach");
+        };
+        assert!(attach.stdin && attach.tty);
+        assert_eq!(
+            (attach.id.as_str(), attach.transport.as_str()),
+            ("c1", "websocket")
+        );
+        assert!(parse(&["attach"]).is_err());
+
+        let Command::PortForward(pf) = parse(&["port-forward", "pod1", "8080:80", ":443", "22"])
+            .unwrap()
+            .command
+        else {
+            panic!("port-forward");
+        };
+        assert_eq!(pf.id, "pod1");
+        assert_eq!(pf.ports, ["8080:80", ":443", "22"]);
+        assert_eq!(pf.transport, "spdy");
+        assert!(parse(&["port-forward", "pod1"]).is_err());
 
         let Command::Stop(stop) = parse(&["stop", "-t", "10", "a", "b"]).unwrap().command else {
             panic!("stop");

@@ -1,6 +1,7 @@
-//! `crustctl exec`: runs a command in running containers. `-s` runs it through ExecSync
-//! and exits with the command's exit code; the streaming exec (the Exec RPC's URL, SPDY or
-//! WebSocket) is not built yet.
+//! `crustctl exec`: runs a command in running containers. `-s` runs it through ExecSync;
+//! without it the Exec RPC returns a URL on the streaming server and the command's stdio is
+//! streamed there (SPDY or WebSocket, `--transport`), our terminal in raw mode with `-t`.
+//! Either way crustctl exits with the command's exit code.
 
 use std::fmt;
 use std::io::Write;
@@ -9,12 +10,15 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::ExecSyncRequest;
+use k8s_cri::v1::{ExecRequest, ExecSyncRequest};
 use tonic::transport::Channel;
 
 use super::containers::{self, ListOptions};
 use super::pods::parse_labels;
 use crate::client::Ctx;
+use crate::stream::remotecommand::{self, Io};
+use crate::stream::status::Outcome;
+use crate::stream::{term, Transport};
 
 #[derive(Args, Debug, Default)]
 pub struct ExecArgs {
@@ -108,12 +112,7 @@ impl ExecArgs {
 
 pub async fn run(ctx: &Ctx, args: ExecArgs, out: &mut dyn Write) -> Result<()> {
     let (id, cmd) = args.split()?;
-    if !args.sync {
-        bail!(
-            "streaming exec is not implemented yet (it comes with the streaming server); \
-             use -s/--sync to run the command through ExecSync"
-        );
-    }
+    let transport = Transport::parse(&args.transport)?;
     if args.ignore_errors && !args.quiet {
         eprintln!(
             "WARN The `--ignore-errors` option has been set all errors returned by the command will be ignored."
@@ -150,6 +149,18 @@ pub async fn run(ctx: &Ctx, args: ExecArgs, out: &mut dyn Write) -> Result<()> {
         if print_ids {
             writeln!(out, "{id}:")?;
         }
+        if !args.sync {
+            out.flush()?;
+            match exec(ctx, &mut client, id, &cmd, &args, transport).await {
+                Ok(0) => {}
+                Ok(code) => exit = Some(code),
+                Err(e) => errors.push(format!(
+                    "{:#}",
+                    e.context(format!("execing command in container {id}"))
+                )),
+            }
+            continue;
+        }
         match exec_sync(ctx, &mut client, id, &cmd, args.timeout).await {
             Ok(r) => {
                 out.write_all(&r.stdout)?;
@@ -172,6 +183,77 @@ pub async fn run(ctx: &Ctx, args: ExecArgs, out: &mut dyn Write) -> Result<()> {
     match exit {
         Some(code) => Err(CommandExit(code).into()),
         None => Ok(()),
+    }
+}
+
+/// The streaming exec: the Exec RPC, then the command's stdio on its URL; its exit code.
+async fn exec(
+    ctx: &Ctx,
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[String],
+    args: &ExecArgs,
+    transport: Transport,
+) -> Result<i32> {
+    if id.is_empty() {
+        bail!("ID cannot be empty");
+    }
+    let request = ExecRequest {
+        container_id: id.to_owned(),
+        cmd: cmd.to_vec(),
+        tty: args.tty,
+        stdin: args.interactive,
+        stdout: true,
+        stderr: !args.tty,
+    };
+    let response = ctx
+        .call("Exec", request, |req| client.exec(req))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    ctx.debug(format_args!("Exec URL: {}", response.url));
+    stream(&response.url, transport, args.interactive, args.tty).await
+}
+
+/// Streams our stdio to a remotecommand URL (exec and attach): stdin with `stdin`, the
+/// terminal raw and its size sent with `tty`. The remote command's exit code, or its error.
+pub async fn stream(url: &str, transport: Transport, stdin: bool, tty: bool) -> Result<i32> {
+    let mut io = Io {
+        stdout: Some(Box::new(term::stdout_writer()?)),
+        stderr: if tty {
+            None
+        } else {
+            Some(Box::new(term::stderr_writer()?))
+        },
+        tty,
+        ..Default::default()
+    };
+    let mut raw = None;
+    if tty {
+        if !stdin {
+            bail!("tty=true must be specified with interactive=true");
+        }
+        let input = term::stdin_fd();
+        if !term::is_terminal(input) {
+            bail!("input is not a terminal");
+        }
+        // Sizes of the terminal we print on, as kubectl's TTY does; else of the input's.
+        let output = term::stdout_fd();
+        let sized = if term::is_terminal(output) {
+            output
+        } else {
+            input
+        };
+        io.resize = Some(term::watch_size(sized)?);
+        raw = Some(term::RawMode::enter(input)?);
+    }
+    if stdin {
+        io.stdin = Some(Box::new(term::stdin_reader()));
+    }
+    let outcome = remotecommand::stream(url, transport, io).await;
+    drop(raw);
+    match outcome? {
+        Outcome::Exited(code) => Ok(code),
+        Outcome::Failed(message) => Err(anyhow!(message)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One file per verb. Each has an `Args` (clap) and `run(ctx, args, out)`;
 //! `containers` holds what the container verbs share.
 
+pub mod attach;
 pub mod containers;
 pub mod create;
 pub mod exec;
@@ -12,6 +13,7 @@ pub mod inspecti;
 pub mod inspectp;
 pub mod logs;
 pub mod pods;
+pub mod port_forward;
 pub mod ps;
 pub mod pull;
 pub mod rm;
