@@ -115,11 +115,11 @@ where
         }
     }
     // remotecommand opens no further streams: refuse any.
-    let drain = tokio::spawn(async move {
+    let drain = pipe::AbortOnDrop(tokio::spawn(async move {
         while let Some(s) = incoming.recv().await {
             s.reset();
         }
-    });
+    }));
     // We never write on stdin and resize: half-close them now, so dropping them later is clean.
     for s in [&mut slots.stdin, &mut slots.resize].into_iter().flatten() {
         let _ = s.shutdown().await;
@@ -135,7 +135,7 @@ where
     remotecommand::run(&inner.backend, cmd, ch, session.closed()).await;
     session.go_away();
     let _ = tokio::time::timeout(LINGER, session.closed()).await;
-    drain.abort();
+    drop(drain);
 }
 
 /// The two streams of one forwarded connection.

@@ -80,6 +80,15 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for SharedWriter<W> {
     }
 }
 
+/// A spawned helper that ends with its owner, also when the owner's future is dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Flushes and closes `w`, ignoring errors (the peer may be gone or the backend closed it).
 pub(crate) async fn close<W: AsyncWrite + Unpin>(w: &mut W) {
     let _ = w.flush().await;

@@ -175,7 +175,7 @@ pub(crate) async fn run(
     let resize = match ch.resize {
         Some(r) if wants.tty => {
             let (tx, rx) = mpsc::channel(16);
-            resize_task = Some(tokio::spawn(pipe::decode_resizes(r, tx)));
+            resize_task = Some(pipe::AbortOnDrop(tokio::spawn(pipe::decode_resizes(r, tx))));
             Some(rx)
         }
         _ => None,
@@ -201,9 +201,7 @@ pub(crate) async fn run(
         o = call => Some(o),
         () = gone => None,
     };
-    if let Some(t) = resize_task {
-        t.abort();
-    }
+    drop(resize_task);
     let Some(outcome) = outcome else {
         tracing::debug!("streaming client went away; backend cancelled");
         return;

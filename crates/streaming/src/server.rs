@@ -429,7 +429,10 @@ fn ws_handshake(
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v.as_bytes() == b"13");
     let (Some(key), true) = (key, version_ok) else {
-        return Err(Box::new(plain(StatusCode::BAD_REQUEST, "bad websocket handshake\n")));
+        return Err(Box::new(plain(
+            StatusCode::BAD_REQUEST,
+            "bad websocket handshake\n",
+        )));
     };
     let client = header_list(h, "sec-websocket-protocol");
     let Some(proto) = ws::negotiate(&client, supported) else {
