@@ -1,0 +1,442 @@
+//! Exec, attach and port-forward through the real crustctl binary against a real crustd
+//! (streaming server, pod monitor, runc/crun), over both transports (`--transport spdy` and
+//! `websocket`). Each test runs once per OCI runtime. These tests need root.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crust_testenv::{push_standard_images, Registry, StandardImages};
+use crust_tests::{binary, Crustd, PodNet};
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use tonic::transport::Channel;
+
+const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
+
+/// One crustd with a pod on its own bridge, busybox pulled.
+struct Env {
+    _reg: Registry,
+    images: StandardImages,
+    _net: PodNet,
+    crustd: Crustd,
+    rt: RuntimeServiceClient<Channel>,
+    pod: String,
+    pod_config: PodSandboxConfig,
+    _dir: tempfile::TempDir,
+}
+
+async fn env(handler: &'static str, index: u8) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::start().await.unwrap();
+    let images = push_standard_images(&reg, None).await.unwrap();
+    let net = PodNet::new(dir.path(), index);
+    let network = net.config(&[]);
+    let crustd = Crustd::start_with(move |d| {
+        format!(
+            "[registry]\nconfig_path = {:?}\n{network}\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n[runtimes.crun]\npath = \"/usr/bin/crun\"\n",
+            d.join("certs.d").display().to_string()
+        )
+    })
+    .await
+    .expect("crustd starts");
+    let mut img = crustd.images().await.unwrap();
+    img.pull_image(PullImageRequest {
+        image: Some(ImageSpec {
+            image: images.busybox.reference.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = crustd.runtime().await.unwrap();
+    let pod_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: format!("stream-{handler}-{index}"),
+            uid: format!("uid-stream-{index}-{}", std::process::id()),
+            namespace: "crust-test".into(),
+            attempt: 0,
+        }),
+        hostname: "streaming".into(),
+        log_directory: dir.path().join("logs").display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: format!("/crust-test-stream-{index}-{}", std::process::id()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: handler.into(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    Env {
+        _reg: reg,
+        images,
+        _net: net,
+        crustd,
+        rt,
+        pod,
+        pod_config,
+        _dir: dir,
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let mut rt = self.rt.clone();
+        let pod = self.pod.clone();
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    let _ = rt
+                        .remove_pod_sandbox(RemovePodSandboxRequest {
+                            pod_sandbox_id: pod,
+                        })
+                        .await;
+                })
+        });
+        let _ = done.join();
+    }
+}
+
+impl Env {
+    async fn run(&mut self, name: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.images.busybox.reference.clone(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}/0.log"),
+            stdin,
+            tty,
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: self.pod.clone(),
+                config: Some(config),
+                sandbox_config: Some(self.pod_config.clone()),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        self.rt
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect("StartContainer");
+        id
+    }
+
+    /// crustctl with the daemon's endpoint, stdio left to the caller.
+    fn crustctl(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("crustctl"));
+        cmd.arg("--runtime-endpoint")
+            .arg(format!("unix://{}", self.crustd.socket.display()))
+            .arg("--timeout")
+            .arg("60s")
+            .args(args);
+        cmd
+    }
+
+    /// Runs crustctl with `input` on its stdin.
+    fn crustctl_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .crustctl(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("crustctl runs");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = wait_output(child, Duration::from_secs(60));
+        writer.join().unwrap();
+        out
+    }
+}
+
+/// The child's output, killing it after `limit`.
+fn wait_output(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("crustctl output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!("crustctl did not finish within {limit:?}");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Reads `child`'s stdout until `want` appears (or panics after `limit`).
+fn read_until(out: &mut impl Read, want: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !text(&seen).contains(want) {
+        assert!(
+            Instant::now() < deadline,
+            "no {want:?} in {:?}",
+            text(&seen)
+        );
+        match out.read(&mut buf) {
+            Ok(0) => panic!("EOF before {want:?}: {:?}", text(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    text(&seen)
+}
+
+async fn exec_stdin_and_exit_codes(handler: &'static str, index: u8) {
+    let mut env = env(handler, index).await;
+    let id = env.run("sleeper", &["sleep", "1000"], false, false).await;
+    for transport in TRANSPORTS {
+        let out = env.crustctl_with_input(
+            &["exec", "-i", "--transport", transport, &id, "cat"],
+            b"hello through crustd\n",
+        );
+        assert!(out.status.success(), "{transport}: {out:?}");
+        assert_eq!(text(&out.stdout), "hello through crustd\n", "{transport}");
+
+        let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let out =
+            env.crustctl_with_input(&["exec", "-i", "--transport", transport, &id, "cat"], &big);
+        assert!(out.status.success(), "{transport}: {:?}", text(&out.stderr));
+        assert!(
+            out.stdout == big,
+            "{transport}: {} bytes back",
+            out.stdout.len()
+        );
+
+        let out = env.crustctl_with_input(
+            &[
+                "exec",
+                "--transport",
+                transport,
+                &id,
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(3), "{transport}: {out:?}");
+        assert_eq!(text(&out.stdout), "out\n", "{transport}");
+        assert_eq!(text(&out.stderr), "err\n", "{transport}");
+
+        let out = env.crustctl_with_input(
+            &["exec", "--transport", transport, &id, "/no/such/binary"],
+            b"",
+        );
+        assert!(!out.status.success(), "{transport}: {out:?}");
+    }
+}
+
+async fn exec_tty_size(handler: &'static str, index: u8) {
+    let mut env = env(handler, index).await;
+    let id = env.run("sleeper", &["sleep", "1000"], false, false).await;
+    for transport in TRANSPORTS {
+        // `script` gives crustctl a terminal; its size is set before crustctl starts.
+        let inner = format!(
+            "stty rows 33 cols 101; {} --runtime-endpoint unix://{} --timeout 60s exec -it --transport {transport} {id} stty size",
+            binary("crustctl").display(),
+            env.crustd.socket.display()
+        );
+        let child = Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script runs");
+        let out = wait_output(child, Duration::from_secs(60));
+        let shown = text(&out.stdout);
+        assert!(out.status.success(), "{transport}: {out:?}");
+        assert!(shown.contains("33 101"), "{transport}: {shown:?}");
+    }
+}
+
+async fn attach_output_and_stdin(handler: &'static str, index: u8) {
+    let mut env = env(handler, index).await;
+    let counter = env
+        .run(
+            "counter",
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo count $i; i=$((i+1)); sleep 0.2; done",
+            ],
+            false,
+            false,
+        )
+        .await;
+    let cat = env.run("cat", &["cat"], true, false).await;
+    for transport in TRANSPORTS {
+        let mut child = env
+            .crustctl(&["attach", "--transport", transport, &counter])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let first = read_until(&mut stdout, "count ", Duration::from_secs(30));
+        // Live output: numbers keep coming.
+        let later = read_until(&mut stdout, "\n", Duration::from_secs(10));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            later.contains("count"),
+            "{transport}: {first:?} then {later:?}"
+        );
+
+        let mut child = env
+            .crustctl(&["attach", "-i", "--transport", transport, &cat])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let line = format!("ping over {transport}\n");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        read_until(&mut stdout, line.trim(), Duration::from_secs(30));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+async fn port_forward_echo(handler: &'static str, index: u8) {
+    let mut env = env(handler, index).await;
+    // busybox nc: -ll -e forks a `cat` per connection, so connections run concurrently.
+    env.run(
+        "echo",
+        &["nc", "-ll", "-p", "8080", "-e", "cat"],
+        false,
+        false,
+    )
+    .await;
+    let pod = env.pod.clone();
+    for transport in TRANSPORTS {
+        let mut child = env
+            .crustctl(&["port-forward", "--transport", transport, &pod, "0:8080"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        lines.read_line(&mut first).unwrap();
+        let port: u16 = first
+            .trim()
+            .strip_prefix("Forwarding from 127.0.0.1:")
+            .and_then(|rest| rest.strip_suffix(" -> 8080"))
+            .unwrap_or_else(|| panic!("{transport}: {first:?}"))
+            .parse()
+            .unwrap();
+        std::thread::spawn(move || for _ in lines.lines() {});
+        let size = 10 << 20;
+        let echoes: Vec<_> = (0..3u8)
+            .map(|seed| {
+                std::thread::spawn(move || {
+                    let data: Vec<u8> = (0..size)
+                        .map(|i: usize| (i as u8).wrapping_mul(7).wrapping_add(seed))
+                        .collect();
+                    let conn = connect_retrying(port);
+                    let mut reader = conn.try_clone().unwrap();
+                    let sent = data.clone();
+                    let writer = std::thread::spawn(move || {
+                        let mut conn = conn;
+                        conn.write_all(&sent).unwrap();
+                        conn.shutdown(std::net::Shutdown::Write).unwrap();
+                    });
+                    let mut back = Vec::new();
+                    reader.read_to_end(&mut back).unwrap();
+                    writer.join().unwrap();
+                    back == data
+                })
+            })
+            .collect();
+        for echo in echoes {
+            assert!(
+                echo.join().unwrap(),
+                "{transport}: 10 MiB not echoed intact"
+            );
+        }
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status();
+        let out = wait_output(child, Duration::from_secs(10));
+        assert!(out.status.success(), "{transport}: {:?}", text(&out.stderr));
+    }
+}
+
+fn connect_retrying(port: u16) -> std::net::TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(conn) => return conn,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("connect 127.0.0.1:{port}: {e}"),
+        }
+    }
+}
+
+macro_rules! both_runtimes {
+    ($($name:ident($index:expr);)*) => {
+        mod runc {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("runc", $index).await })*
+        }
+        mod crun {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("crun", $index + 100).await })*
+        }
+    };
+}
+
+// Bridge indexes 71..74 (and 171..174): away from pods.rs and containers.rs.
+both_runtimes! {
+    exec_stdin_and_exit_codes(71);
+    exec_tty_size(72);
+    attach_output_and_stdin(73);
+    port_forward_echo(74);
+}
