@@ -19,6 +19,31 @@ pub struct Config {
     pub runtime: RuntimeSection,
     /// OCI runtime handlers by name (RuntimeClass handler names).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
+    pub streaming: StreamingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// Where the Exec/Attach/PortForward server listens (`IP:PORT`; port 0: any free one).
+    pub address: String,
+    /// A stream with no traffic for this long is closed.
+    #[serde(with = "duration_text")]
+    pub stream_idle_timeout: Duration,
+    /// TLS for the streaming server: a PEM certificate chain and its key (both or neither).
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1:0".into(),
+            stream_idle_timeout: Duration::from_secs(4 * 3600),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +101,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             runtime: RuntimeSection::default(),
             runtimes: BTreeMap::new(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -187,6 +213,29 @@ impl Config {
                 "registry.image_pull_progress_timeout: must be above zero".into(),
             ));
         }
+        if self
+            .streaming
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(invalid(format!(
+                "streaming.address: {:?} is not IP:PORT",
+                self.streaming.address
+            )));
+        }
+        if self.streaming.stream_idle_timeout.is_zero() {
+            return Err(invalid(
+                "streaming.stream_idle_timeout: must be above zero".into(),
+            ));
+        }
+        if self.streaming.tls_cert_file.as_os_str().is_empty()
+            != self.streaming.tls_key_file.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "streaming: tls_cert_file and tls_key_file go together".into(),
+            ));
+        }
         if tracing_level_ok(&self.log_level).is_err() {
             return Err(invalid(format!(
                 "log_level: invalid filter {:?}",
@@ -283,6 +332,9 @@ default_handler = "fast"
 cgroup_driver = "systemd"
 [runtimes.fast]
 path = "/usr/bin/crun"
+[streaming]
+address = "0.0.0.0:10010"
+stream_idle_timeout = "30m"
 "#,
             Path::new("/x.toml"),
         )
@@ -295,6 +347,8 @@ path = "/usr/bin/crun"
         assert_eq!(c.runtime.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.runtimes["fast"].path, PathBuf::from("/usr/bin/crun"));
         assert_eq!(c.runtime.default_handler, "fast");
+        assert_eq!(c.streaming.address, "0.0.0.0:10010");
+        assert_eq!(c.streaming.stream_idle_timeout, Duration::from_secs(1800));
     }
 
     #[test]
@@ -314,6 +368,8 @@ path = "/usr/bin/crun"
             ),
             ("log_level = \"loud\"", "log_level"),
             ("[runtimes.x]\npath = \"rel\"", "runtimes.x.path"),
+            ("[streaming]\naddress = \"localhost\"", "streaming.address"),
+            ("[streaming]\ntls_cert_file = \"/c.pem\"", "tls_key_file"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text, Path::new("/etc/crust/c.toml"))

@@ -7,6 +7,7 @@ mod names;
 pub mod sandbox;
 pub mod service;
 pub mod status;
+pub mod streaming;
 
 pub use config::Config;
 pub use service::{ImageSvc, RuntimeSvc, State};

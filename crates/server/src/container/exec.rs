@@ -40,7 +40,7 @@ impl Containers {
         }
         let process = exec_process(&record.bundle_dir, cmd)?;
         let runtime = self.runtime(&record.runtime_handler)?;
-        let work_dir = tempfile_dir(&record.bundle_dir)?;
+        let work_dir = work_dir(&record.bundle_dir)?;
         let opts = ExecOptions {
             timeout: (timeout > 0).then(|| Duration::from_secs(timeout as u64)),
             max_output: MAX_EXEC_OUTPUT,
@@ -77,7 +77,7 @@ pub(super) fn exec_process(
 }
 
 /// A private directory for one exec's process.json and pid file, removed when dropped.
-fn tempfile_dir(bundle_dir: &str) -> Result<TempDir, Status> {
+pub(super) fn work_dir(bundle_dir: &str) -> Result<TempDir, Status> {
     let base = PathBuf::from(bundle_dir).join("exec");
     std::fs::create_dir_all(&base)
         .map_err(|e| Status::internal(format!("creating {}: {e}", base.display())))?;
@@ -87,10 +87,10 @@ fn tempfile_dir(bundle_dir: &str) -> Result<TempDir, Status> {
     Ok(TempDir(dir))
 }
 
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }

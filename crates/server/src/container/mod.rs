@@ -31,6 +31,7 @@ mod recover;
 mod rootfs;
 mod start;
 mod stop;
+mod stream;
 mod update;
 mod view;
 
@@ -175,6 +176,24 @@ impl Containers {
                 "{rpc}: container ID prefix {id:?} matches {n} containers"
             ))),
         }
+    }
+
+    /// The running container `id` (full ID and its config), for Exec and Attach; else
+    /// NotFound or FailedPrecondition.
+    pub fn running(
+        &self,
+        rpc: &str,
+        id: &str,
+    ) -> Result<(String, k8s_cri::v1::ContainerConfig), Status> {
+        let record = self.get(rpc, id)?.snapshot();
+        if record.state != ContainerState::Running {
+            return Err(Status::failed_precondition(format!(
+                "{rpc}: container {} is not running",
+                record.id
+            )));
+        }
+        let config = serde_json::from_value(record.config.clone()).unwrap_or_default();
+        Ok((record.id, config))
     }
 
     /// Every container, in no particular order.

@@ -1,6 +1,7 @@
 //! Start-up: containers from the store are reloaded; those that exited while crustd was away
 //! get the exit their monitor recorded; running ones whose monitor is gone (or whose exit was
-//! never recorded, as after a reboot) are reported exited with reason Unknown-class;
+//! never recorded, as after a reboot) are reported exited with reason Unknown-class; created
+//! ones the monitor runs (a start interrupted before its commit) are running;
 //! container directories without a record (a CreateContainer that crashed midway) are
 //! removed.
 
@@ -21,7 +22,10 @@ impl Containers {
             let c = Container::new(record.clone());
             self.index().insert(record.id.clone(), c.clone());
             self.names.insert_claimed(&record.name_key(), &record.id);
-            if record.state != ContainerState::Running {
+            if !matches!(
+                record.state,
+                ContainerState::Running | ContainerState::Created
+            ) {
                 continue;
             }
             if let Some(exit) = Self::exit_file(&record) {
@@ -32,14 +36,32 @@ impl Containers {
                 crate::sandbox::Lookup::Found(pod) => Some(pod.snapshot().run_dir),
                 _ => None,
             };
-            let alive = match &monitor_dir {
+            let running_pid = match &monitor_dir {
                 Some(dir) => crust_monitor::probe(Path::new(dir))
                     .await
-                    .map(|s| s.containers.iter().any(|x| x.id == record.id))
-                    .unwrap_or(false),
-                None => false,
+                    .ok()
+                    .and_then(|s| {
+                        s.containers
+                            .iter()
+                            .find(|x| x.id == record.id)
+                            .map(|x| x.pid)
+                    }),
+                None => None,
             };
-            if !alive {
+            if record.state == ContainerState::Created {
+                // A StartContainer that crashed between the runtime's start and its commit:
+                // the monitor runs the container, so it is running.
+                if let Some(pid) = running_pid {
+                    tracing::info!(container = %record.id, "container started before the restart");
+                    let _ = self.save(&c, |r| {
+                        r.state = ContainerState::Running;
+                        r.pid = pid;
+                        r.started_at = now_nanos();
+                    });
+                }
+                continue;
+            }
+            if running_pid.is_none() {
                 // No monitor holds it and no exit was recorded: it is gone, and how it ended
                 // is not known.
                 tracing::warn!(container = %record.id, "running container lost its monitor");

@@ -18,6 +18,7 @@ use crate::config::Config;
 
 pub mod cgroup;
 pub mod files;
+mod portforward;
 mod recover;
 mod run;
 mod stop;

@@ -24,6 +24,8 @@ pub struct State {
     pub images: Arc<ImageManager>,
     pub pods: Arc<crate::sandbox::Pods>,
     pub containers: Arc<crate::container::Containers>,
+    /// The Exec/Attach/PortForward HTTP server.
+    pub streaming: crust_streaming::Server,
 }
 
 impl State {
@@ -69,6 +71,21 @@ impl State {
             runroot.clone(),
         )
         .await?;
+        let streaming = crust_streaming::Server::start(
+            streaming_config(&config)?,
+            Arc::new(crate::streaming::StreamBackend {
+                containers: containers.clone(),
+                pods: pods.clone(),
+            }),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "starting the streaming server on {}",
+                config.streaming.address
+            )
+        })?;
+        tracing::info!(url = %streaming.base_url(), "streaming server listening");
         Ok(Arc::new(State {
             config,
             config_path,
@@ -77,8 +94,27 @@ impl State {
             images,
             pods,
             containers,
+            streaming,
         }))
     }
+}
+
+/// The streaming server's settings from crustd's config.
+fn streaming_config(config: &Config) -> anyhow::Result<crust_streaming::Config> {
+    use anyhow::Context;
+    let s = &config.streaming;
+    let address = s
+        .address
+        .parse()
+        .with_context(|| format!("streaming.address {:?}", s.address))?;
+    let tls = (!s.tls_cert_file.as_os_str().is_empty())
+        .then(|| (s.tls_cert_file.clone(), s.tls_key_file.clone()));
+    Ok(crust_streaming::Config {
+        address,
+        stream_idle_timeout: s.stream_idle_timeout,
+        tls,
+        ..crust_streaming::Config::default()
+    })
 }
 
 /// Unix nanoseconds now, as CRI timestamps are.

@@ -11,12 +11,15 @@ use tracing::Instrument;
 use super::{traced, State};
 use crate::status::unimplemented;
 
+mod attach;
 mod container_status;
 mod create_container;
+mod exec;
 mod exec_sync;
 mod list_containers;
 mod list_pod_sandbox;
 mod pod_sandbox_status;
+mod port_forward;
 mod remove_container;
 mod remove_pod_sandbox;
 mod reopen_container_log;
@@ -37,6 +40,11 @@ impl RuntimeSvc {
     pub fn new(state: Arc<State>) -> RuntimeSvc {
         RuntimeSvc { state }
     }
+}
+
+/// The streaming server holds too many unused URLs.
+fn token_error(e: crust_streaming::TokenError) -> Status {
+    Status::resource_exhausted(format!("streaming: {e}"))
 }
 
 /// Runs one RPC's future inside its span and logs its outcome.
@@ -260,12 +268,25 @@ impl RuntimeService for RuntimeSvc {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
         reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
         exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
+        exec(ExecRequest) -> ExecResponse = "Exec";
+        attach(AttachRequest) -> AttachResponse = "Attach";
+    }
+
+    async fn port_forward(
+        &self,
+        req: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("PortForward", pod = %req.pod_sandbox_id);
+        run(
+            "PortForward",
+            span,
+            port_forward::port_forward(&self.state, req),
+        )
+        .await
     }
 
     not_yet! {
-        exec(ExecRequest) -> ExecResponse = "Exec";
-        attach(AttachRequest) -> AttachResponse = "Attach";
-        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
