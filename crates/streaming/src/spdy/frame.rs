@@ -302,6 +302,15 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Fram
     body(&h, frame.freeze()).map(Some)
 }
 
+/// The stream id of the DATA frame whose header starts `buf`, if it does: lets a session refuse
+/// data for a stream that does not exist before buffering the payload.
+pub fn data_stream_id(buf: &[u8]) -> Option<u32> {
+    match buf {
+        [a, b, c, d, _, _, _, _, ..] if a & 0x80 == 0 => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
 fn be32(p: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
 }

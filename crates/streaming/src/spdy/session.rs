@@ -312,6 +312,15 @@ fn read_frames(
         if st.dead.is_some() {
             return;
         }
+        if let Some(id) = frame::data_stream_id(rbuf) {
+            if id != 0 && !st.streams.contains_key(&id) && !st.was_opened(id) {
+                let e =
+                    SpdyError::Protocol(format!("DATA for stream {id}, which was never opened"));
+                tracing::debug!("spdy: {e}");
+                st.fail(e, Some(goaway::PROTOCOL_ERROR));
+                return;
+            }
+        }
         let f = match frame::decode(rbuf, limits) {
             Ok(Some(f)) => f,
             Ok(None) => return,

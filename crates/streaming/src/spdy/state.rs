@@ -20,8 +20,12 @@ use super::frame::{self, goaway, rst, settings, Frame, Setting};
 use super::headers::{HeaderDecoder, HeaderEncoder, Headers};
 use super::stream::Stream;
 
-/// Output buffered beyond this makes writers wait and the driver stop reading.
+/// Output buffered beyond this makes stream writers wait.
 pub(crate) const QUEUE_CAP: usize = 256 << 10;
+/// Output buffered beyond this (only frames the driver answers with, PING replies, RST_STREAM,
+/// can get it there) makes the driver stop reading. Above `QUEUE_CAP`, so that two sessions
+/// whose writers fill their queues still read each other.
+const READ_PAUSE: usize = 2 * QUEUE_CAP;
 /// The most payload one DATA frame we send carries.
 pub(crate) const MAX_CHUNK: usize = 16 << 10;
 /// The window SPDY/3.1 starts every stream and the session with.
@@ -218,7 +222,7 @@ impl State {
     }
 
     /// Whether `id` names a stream that existed once (so late frames for it are not an error).
-    fn was_opened(&self, id: u32) -> bool {
+    pub fn was_opened(&self, id: u32) -> bool {
         if self.is_local_id(id) {
             id < self.next_id
         } else {
@@ -326,7 +330,7 @@ impl State {
     /// Reading from the connection waits while some stream holds more than a window of unread
     /// data (only a peer ignoring flow control gets it there) or output is backed up.
     pub fn read_paused(&self) -> bool {
-        self.out.len() >= QUEUE_CAP
+        self.out.len() >= READ_PAUSE
             || self
                 .streams
                 .values()
