@@ -387,7 +387,7 @@ fn body(h: &Head, p: Bytes) -> Result<Frame, FrameError> {
                 return Err(bad_length());
             }
             let count = be32(&p, 0);
-            if (len - 4) % 8 != 0 || (len - 4) / 8 != count as usize {
+            if (len - 4) & 7 != 0 || (len - 4) / 8 != count as usize {
                 return Err(FrameError::SettingsCount { count, length: len });
             }
             let entries = p[4..]

@@ -218,7 +218,7 @@ impl State {
 
     /// Whether stream ids of this parity are the ones we open.
     pub fn is_local_id(&self, id: u32) -> bool {
-        (id % 2 == 0) == self.server
+        (id & 1 == 0) == self.server
     }
 
     /// Whether `id` names a stream that existed once (so late frames for it are not an error).
@@ -448,7 +448,7 @@ impl State {
                 Ok(Outcome::Nothing)
             }
             Frame::Ping { id } => {
-                if (id % 2 == 0) == self.server {
+                if (id & 1 == 0) == self.server {
                     if let Some((sent, tx)) = self.pings.remove(&id) {
                         let _ = tx.send(sent.elapsed());
                     }
