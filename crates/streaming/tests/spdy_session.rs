@@ -86,7 +86,7 @@ async fn kubelet_like_streams_carry_data_both_ways_with_half_close() {
     assert_eq!(read_all(&mut r).await.unwrap(), b"");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_megabytes_through_a_small_window() {
     let small = Config {
         initial_window: 4096,
@@ -132,7 +132,7 @@ async fn ten_megabytes_through_a_small_window() {
     drop(timeout(T, writer).await.unwrap().unwrap());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_streams_echo() {
     let ((_server, mut incoming), (client, _)) = pair(Config::default(), Config::default());
     tokio::spawn(async move {

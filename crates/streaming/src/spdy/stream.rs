@@ -60,7 +60,7 @@ impl Stream {
     /// Resets the stream: RST_STREAM CANCEL; the peer's reads and writes fail.
     pub fn reset(self) {
         let mut st = self.shared.lock();
-        let open = st.streams.get(&self.id).is_some_and(|s| s.reset.is_none());
+        let open = st.streams.get(&self.id).is_some_and(|s| !s.ended());
         if open && st.dead.is_none() {
             st.reset_stream(self.id, rst::CANCEL);
         }
