@@ -212,6 +212,10 @@ pub struct CreateContainer {
     /// How long the runtime may take.
     #[serde(default = "default_create_timeout_ms")]
     pub timeout_ms: u64,
+    /// Read no output until the first attach session: for an exec'd process (argv a runtime
+    /// `exec --detach`), whose client attaches right after, nothing it prints first is lost.
+    #[serde(default)]
+    pub hold_output: bool,
 }
 
 fn default_create_timeout_ms() -> u64 {

@@ -53,6 +53,34 @@ impl Runtime {
         self.create_or_run(&["run", "--detach"], id, opts)
     }
 
+    /// The argv of `exec --detach --process P --pid-file F [--console-socket S] ID`: the
+    /// runtime starts the process and exits, leaving it to its parent's subreaper (the pod
+    /// monitor, which spawns this for an exec with a terminal: a runtime waiting in the
+    /// foreground cannot hand the terminal over).
+    pub fn exec_detached_argv(
+        &self,
+        id: &str,
+        process: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+        log: &Path,
+    ) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "exec".into(),
+            "--detach".into(),
+            "--process".into(),
+            process.into(),
+            "--pid-file".into(),
+            pid_file.into(),
+        ];
+        if let Some(socket) = console_socket {
+            args.push("--console-socket".into());
+            args.push(socket.into());
+        }
+        args.push(id.into());
+        self.argv(log, args)
+    }
+
     fn create_or_run(&self, verb: &[&str], id: &str, opts: &CreateOptions) -> Vec<OsString> {
         let mut args: Vec<OsString> = verb.iter().map(OsString::from).collect();
         args.extend([
@@ -144,6 +172,32 @@ mod tests {
         assert_eq!(run[..at], create[..at]);
         assert_eq!(run[at..at + 2], ["run", "--detach"]);
         assert_eq!(run[at + 2..], create[at + 1..]);
+    }
+
+    #[test]
+    fn exec_detached() {
+        let rt = Runtime::new("/usr/bin/crun", "/r");
+        let argv = rt.exec_detached_argv(
+            "c4",
+            Path::new("/w/process.json"),
+            Path::new("/w/exec.pid"),
+            Some(Path::new("/cs/x")),
+            Path::new("/w/exec.log"),
+        );
+        assert_eq!(
+            strings(&argv)[7..],
+            [
+                "exec",
+                "--detach",
+                "--process",
+                "/w/process.json",
+                "--pid-file",
+                "/w/exec.pid",
+                "--console-socket",
+                "/cs/x",
+                "c4"
+            ]
+        );
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! `exec` with the process' stdio handed to the caller (CRI Exec, streamed to kubectl exec):
-//! pipes, or with a terminal the pty master the runtime sends over a console socket.
+//! `exec` with the process' pipes handed to the caller (CRI Exec without a terminal, streamed
+//! to kubectl exec). A terminal exec cannot run this way: runc refuses a console socket unless
+//! it detaches, so crustd has the pod monitor run [`Runtime::exec_detached_argv`] instead.
 //!
 //! As with [`Runtime::exec`], the runtime waits for the process and exits with its status; a
 //! runtime failure is told apart by its logged error and the missing pid file. Dropping an
 //! [`ExecSession`] before [`ExecSession::wait`] returned kills the process and the runtime.
 //! `wait` takes `&mut self` so that it can race the console socket's accept.
 
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -22,14 +22,11 @@ use crate::{Runtime, RuntimeError};
 pub struct ExecStreamOptions {
     /// Where `process.json`, `exec.pid` and `exec.log` go. Caller-owned, unique per exec.
     pub work_dir: PathBuf,
-    /// A terminal: the runtime connects to this unix socket (which the caller listens on) and
-    /// sends the pty master; `process.terminal` must be set. Without it: pipes.
-    pub console_socket: Option<PathBuf>,
-    /// Give the process a stdin pipe (else /dev/null). Ignored with a terminal.
+    /// Give the process a stdin pipe (else /dev/null).
     pub stdin: bool,
 }
 
-/// A running exec: its pipes (none with a terminal) and the runtime waiting for it.
+/// A running exec: its pipes and the runtime waiting for it.
 pub struct ExecSession {
     child: Child,
     pub stdin: Option<ChildStdin>,
@@ -43,8 +40,8 @@ pub struct ExecSession {
 }
 
 impl Runtime {
-    /// Starts `exec --process WORK/process.json --pid-file WORK/exec.pid [--tty
-    /// --console-socket S] ID`; the caller copies the stdio and then waits.
+    /// Starts `exec --process WORK/process.json --pid-file WORK/exec.pid ID` with piped stdout
+    /// and stderr (and stdin when asked); the caller copies them and then waits.
     pub async fn exec_streaming(
         &self,
         id: &str,
@@ -71,20 +68,14 @@ impl Runtime {
             "--pid-file".into(),
             pid_file.clone().into(),
         ];
-        if let Some(socket) = &opts.console_socket {
-            args.push("--tty".into());
-            args.push("--console-socket".into());
-            args.push(socket.into());
-        }
         args.push(id.into());
         let argv = self.argv(&log, args);
-        let tty = opts.console_socket.is_some();
         let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
-            .stdin(piped(opts.stdin && !tty))
-            .stdout(piped(!tty))
-            .stderr(piped(!tty))
+            .stdin(piped(opts.stdin))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| RuntimeError::Spawn {
@@ -148,24 +139,4 @@ impl Drop for ExecSession {
             kill_exec_process(&self.pid_file);
         }
     }
-}
-
-/// Receives the pty master a runtime sends on `listener` (its `--console-socket`): the first
-/// connection's SCM_RIGHTS descriptor.
-pub async fn receive_console(listener: &tokio::net::UnixListener) -> std::io::Result<OwnedFd> {
-    let (conn, _) = listener.accept().await?;
-    let conn = conn.into_std()?;
-    conn.set_nonblocking(false)?;
-    tokio::task::spawn_blocking(move || {
-        crust_sys::recv_fd(&conn)
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the runtime closed the console socket without sending a terminal",
-                )
-            })
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }

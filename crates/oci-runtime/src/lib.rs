@@ -7,7 +7,8 @@
 //! - With the `async` feature (default), [`Runtime::start`], [`Runtime::kill`],
 //!   [`Runtime::delete`], [`Runtime::state`], [`Runtime::update`] run a verb to completion and
 //!   [`Runtime::exec`] runs a process in a container and captures its output (CRI ExecSync);
-//!   [`Runtime::exec_streaming`] hands the process' pipes or terminal to the caller (CRI Exec).
+//!   [`Runtime::exec_streaming`] hands the process' pipes to the caller (CRI Exec), and
+//!   [`Runtime::exec_detached_argv`] is the terminal exec the pod monitor runs.
 //!
 //! Every call passes the global `--log FILE --log-format json`; the error a call reports is the
 //! last `level=error` entry of its own log ([`last_error`]), else the runtime's stderr. An
@@ -33,6 +34,6 @@ pub use error::RuntimeError;
 #[cfg(feature = "async")]
 pub use exec::{ExecOptions, ExecOutput};
 #[cfg(feature = "async")]
-pub use exec_stream::{receive_console, ExecSession, ExecStreamOptions};
+pub use exec_stream::{ExecSession, ExecStreamOptions};
 pub use log::{last_error, last_error_after};
 pub use state::{State, Status};

@@ -70,6 +70,12 @@ pub(super) struct Container {
     pub stdin_once: bool,
     /// `outputs[0]` is a pty master.
     pub terminal: bool,
+    /// Output is not read until the first attach session (an exec session's process: what
+    /// it prints before crustd attaches waits in the pipe or pty instead of being lost).
+    pub hold_output: bool,
+    /// With `hold_output`: the process was reaped before anyone attached; its exit is handled
+    /// (output drained, exit frame) once the first session has attached.
+    pub held_exit: Option<ExitStatus>,
     log: LogWriter,
     exit_file: PathBuf,
 }
@@ -186,6 +192,8 @@ impl Container {
             stdin_closing: false,
             stdin_once: req.stdin_once,
             terminal: req.terminal,
+            hold_output: req.hold_output,
+            held_exit: None,
             log,
             exit_file: req.exit_file.clone(),
         })

@@ -346,9 +346,12 @@ impl Monitor {
         // (container, what) of each fd after `first_container`.
         let mut slots = Vec::with_capacity(3 * self.containers.len());
         for (c, container) in self.containers.iter().enumerate() {
-            fds.push(PollFd::new(&container.pidfd, PollFlags::IN));
-            slots.push((c, Slot::Exit));
-            for (o, fd) in container.outputs() {
+            // A held exit is reaped already: its pidfd would read ready forever.
+            if container.held_exit.is_none() {
+                fds.push(PollFd::new(&container.pidfd, PollFlags::IN));
+                slots.push((c, Slot::Exit));
+            }
+            for (o, fd) in container.outputs().filter(|_| !container.hold_output) {
                 fds.push(PollFd::new(fd, PollFlags::IN));
                 slots.push((c, Slot::Output(o)));
             }
@@ -453,7 +456,16 @@ impl Monitor {
 
     /// Reaps container `i`'s init if it exited, and ends the container; true if it did.
     fn check_container(&mut self, i: usize) -> bool {
-        match self.containers[i].try_reap() {
+        let status = self.containers[i]
+            .held_exit
+            .or_else(|| self.containers[i].try_reap());
+        match status {
+            // Reaped (so it cannot block the reaping of other children), its exit kept for
+            // the first attach session.
+            Some(status) if self.containers[i].hold_output => {
+                self.containers[i].held_exit = Some(status);
+                true
+            }
             Some(status) => {
                 let container = self.containers.remove(i);
                 self.on_container_exit(container, status);
@@ -489,13 +501,14 @@ impl Monitor {
 
     /// Turns connection `i` into an attach session of a running container; the answer line.
     fn attach(&mut self, i: usize, req: AttachRequest) -> Vec<u8> {
-        let Some(container) = self.containers.iter().find(|c| c.id == req.id) else {
+        let Some(container) = self.containers.iter_mut().find(|c| c.id == req.id) else {
             return protocol::error_line(&format!("container {} is not running", req.id));
         };
         let conn = &mut self.conns[i];
         if conn.watcher {
             return protocol::error_line("a watching connection cannot attach");
         }
+        container.hold_output = false;
         conn.attach = Some(Session {
             stdin: req.stdin && container.takes_stdin(),
             stdout: req.stdout,
@@ -623,8 +636,18 @@ impl Monitor {
                 // Nothing of an exited container is kept: there is nothing to drop.
                 Request::Forget { id: _ } => self.conns[i].send(&protocol::ok_line(&Empty {})),
                 Request::Attach(req) => {
+                    let id = req.id.clone();
                     let line = self.attach(i, req);
                     self.conns[i].send(&line);
+                    // A held process that exited already: its output and exit follow the
+                    // answer now.
+                    if let Some(c) = self
+                        .containers
+                        .iter()
+                        .position(|c| c.id == id && c.held_exit.is_some())
+                    {
+                        self.check_container(c);
+                    }
                     if self.conns[i].attach.is_some() {
                         // What follows the request is frames.
                         if self.conns[i].closing {

@@ -198,6 +198,7 @@ impl World {
             stdin: false,
             stdin_once: false,
             timeout_ms: 30_000,
+            hold_output: false,
         };
         let runtime = Runtime {
             binary: self.runtime,

@@ -106,6 +106,7 @@ impl Containers {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
             timeout_ms: CREATE_TIMEOUT_MS,
+            hold_output: false,
         };
         let mut monitor = crust_monitor::MonitorClient::connect(Path::new(pod_run_dir))
             .await
