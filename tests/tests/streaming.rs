@@ -313,10 +313,24 @@ async fn attach_output_and_stdin(handler: &'static str, index: u8) {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // A second attacher at the same time gets the same output.
+        let mut second = env
+            .crustctl(&["attach", "--transport", transport, &counter])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let first = read_until(&mut stdout, "count ", Duration::from_secs(30));
+        let mut stdout2 = second.stdout.take().unwrap();
+        read_until(&mut stdout2, "count ", Duration::from_secs(30));
+        // Detaching one leaves the other (and the container) going.
+        let _ = second.kill();
+        let _ = second.wait();
         // Live output: numbers keep coming.
         let later = read_until(&mut stdout, "\n", Duration::from_secs(10));
+        let later = later + &read_until(&mut stdout, "count ", Duration::from_secs(10));
         let _ = child.kill();
         let _ = child.wait();
         assert!(
@@ -439,4 +453,65 @@ both_runtimes! {
     exec_tty_size(72);
     attach_output_and_stdin(73);
     port_forward_echo(74);
+    disconnect_kills_the_exec(75);
+}
+
+/// A client that goes away mid-exec leaves no process behind in the container, with and
+/// without a terminal.
+async fn disconnect_kills_the_exec(handler: &'static str, index: u8) {
+    let mut env = env(handler, index).await;
+    let id = env.run("sleeper", &["sleep", "1000"], false, false).await;
+    for (transport, marker, tty) in [
+        ("spdy", "7771", false),
+        ("websocket", "7772", false),
+        ("spdy", "7773", true),
+    ] {
+        let mut child = if tty {
+            let inner = format!(
+                "{} --runtime-endpoint unix://{} --timeout 60s exec -it --transport {transport} {id} sleep {marker}",
+                binary("crustctl").display(),
+                env.crustd.socket.display()
+            );
+            Command::new("script")
+                .args(["-qec", &inner, "/dev/null"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        } else {
+            env.crustctl(&["exec", "-i", "--transport", transport, &id, "sleep", marker])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let running = |env: &Env| {
+            let out = env.crustctl(&["exec", "-s", &id, "ps"]).output().unwrap();
+            text(&out.stdout).contains(&format!("sleep {marker}"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !running(&env) {
+            assert!(
+                Instant::now() < deadline,
+                "{transport}/{tty}: sleep {marker} never ran"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The client dies (for the terminal case, `script` and crustctl under it).
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &format!("crustctl.*sleep {marker}")])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while running(&env) {
+            assert!(
+                Instant::now() < deadline,
+                "{transport}/{tty}: sleep {marker} outlived its client"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
