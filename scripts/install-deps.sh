@@ -10,6 +10,8 @@ packages=(
   busybox-static        # the test images are built from it
   containerd            # the peer benchmarks compare against
   skopeo umoci zstd jq ca-certificates
+  openssl               # test certificates for the streaming server's TLS
+  bsdutils procps       # script (terminal tests), pkill
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -92,12 +92,10 @@ pub struct Server {
 impl Server {
     /// Binds `cfg.address` and serves in a task until [`Server::shutdown`].
     pub async fn start(cfg: Config, backend: Arc<dyn Backend>) -> io::Result<Server> {
-        if cfg.tls.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "streaming over TLS is not supported: no TLS library is built in",
-            ));
-        }
+        let tls = match &cfg.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
         let listener = TcpListener::bind(cfg.address).await?;
         let mut local = listener.local_addr()?;
         if local.ip().is_unspecified() {
@@ -106,7 +104,8 @@ impl Server {
                 IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
             });
         }
-        let base_url = format!("http://{local}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{local}");
         let inner = Arc::new(Inner {
             cache: RequestCache::new(cfg.token_ttl, cfg.max_tokens),
             cfg,
@@ -115,7 +114,7 @@ impl Server {
             stop: CancellationToken::new(),
         });
         let accept_inner = inner.clone();
-        inner.spawn(async move { accept_loop(accept_inner, listener).await });
+        inner.spawn(async move { accept_loop(accept_inner, listener, tls).await });
         tracing::info!(address = %local, "streaming server listening");
         Ok(Server { inner, base_url })
     }
@@ -180,7 +179,11 @@ fn validate_stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<
     Ok(())
 }
 
-async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+async fn accept_loop(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -195,19 +198,70 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         };
         let _ = tcp.set_nodelay(true);
         let conn_inner = inner.clone();
+        let tls = tls.clone();
         inner.spawn(async move {
-            let svc_inner = conn_inner.clone();
-            let svc = service_fn(move |req| handle(svc_inner.clone(), req));
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "streaming connection ended");
+            match tls {
+                None => serve_connection(conn_inner, tcp).await,
+                Some(acceptor) => {
+                    // A client that never finishes its handshake holds nothing for long.
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(conn_inner, stream).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "streaming TLS handshake failed"),
+                        Err(_) => tracing::debug!("streaming TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection, plain or TLS.
+async fn serve_connection<IO>(inner: Arc<Inner>, io: IO)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let svc_inner = inner.clone();
+    let svc = service_fn(move |req| handle(svc_inner.clone(), req));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "streaming connection ended");
+    }
+}
+
+/// A TLS acceptor from a PEM certificate chain and its PEM private key.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("streaming TLS {what} {}: {e}", path.display()),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("certificate", cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad("certificate", cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key", key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("config for", cert, &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad("certificate and key", cert, &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 type Resp = Response<Full<Bytes>>;
