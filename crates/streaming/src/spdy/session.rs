@@ -218,6 +218,9 @@ async fn drive<IO>(
     let mut decoder = HeaderDecoder::new(cfg.max_header_block);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = Bytes::new();
+    // Written since the last flush: a transport that buffers (TLS, a WebSocket tunnel) holds
+    // those bytes until flushed, and the peer may be waiting for them.
+    let mut unflushed = false;
     let mut last_activity = tokio::time::Instant::now();
     let mut receiver_gone = false;
 
@@ -264,13 +267,21 @@ async fn drive<IO>(
                     Err(e) => shared.lock().fail(e.into(), None),
                 }
             }
-            r = wr.write(&wbuf), if !wbuf.is_empty() => {
+            r = async {
+                if wbuf.is_empty() {
+                    wr.flush().await.map(|()| None)
+                } else {
+                    wr.write(&wbuf).await.map(Some)
+                }
+            }, if !wbuf.is_empty() || unflushed => {
                 match r {
-                    Ok(0) => shared.lock().fail(SpdyError::Closed, None),
-                    Ok(n) => {
+                    Ok(Some(0)) => shared.lock().fail(SpdyError::Closed, None),
+                    Ok(Some(n)) => {
                         last_activity = tokio::time::Instant::now();
                         wbuf.advance(n);
+                        unflushed = true;
                     }
+                    Ok(None) => unflushed = false,
                     Err(e) => shared.lock().fail(e.into(), None),
                 }
             }
