@@ -158,13 +158,10 @@ async fn run_ps_inspect_logs_exec_update_stop_rm() {
     );
     assert_eq!(failed.code, 3, "{}", failed.stderr);
     assert_eq!(failed.stdout, "out\n");
-    let streaming = run(&crustd, &["exec", &id, "echo", "hi"]);
-    assert_ne!(streaming.code, 0);
-    assert!(
-        streaming.stderr.contains("not implemented"),
-        "{}",
-        streaming.stderr
-    );
+    // exec without -s streams through the Exec RPC's URL.
+    let streaming = run(&crustd, &["exec", &id, "sh", "-c", "echo hi; exit 4"]);
+    assert_eq!(streaming.code, 4, "{}", streaming.stderr);
+    assert_eq!(streaming.stdout, "hi\n");
 
     // update: the new limit shows in inspect.
     assert_eq!(ok(&crustd, &["update", "--memory", "64m", &id]).trim(), id);
