@@ -1,5 +1,5 @@
-//! CRI RuntimeService: one file per RPC. Pod and container RPCs answer `Unimplemented`
-//! (naming the RPC) until their issues land.
+//! CRI RuntimeService: one file per RPC, each a function of the RPC's name taking the shared
+//! [`State`] and the request.
 
 use std::sync::Arc;
 
@@ -9,15 +9,22 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{traced, State};
-use crate::status::unimplemented;
 
 mod attach;
+mod checkpoint_container;
+mod container_stats;
 mod container_status;
 mod create_container;
 mod exec;
 mod exec_sync;
+mod get_container_events;
+mod list_container_stats;
 mod list_containers;
+mod list_metric_descriptors;
 mod list_pod_sandbox;
+mod list_pod_sandbox_metrics;
+mod list_pod_sandbox_stats;
+mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod port_forward;
 mod remove_container;
@@ -30,6 +37,7 @@ mod status;
 mod stop_container;
 mod stop_pod_sandbox;
 mod update_container_resources;
+mod update_runtime_config;
 mod version;
 
 pub struct RuntimeSvc {
@@ -58,7 +66,7 @@ async fn run<T>(
 
 /// RPCs on one container (the request's `container_id` names the span): each is its
 /// module's function of the same name, run in its span and logged. Written out in the shape
-/// `async_trait` gives trait methods, like `not_yet!`.
+/// `async_trait` gives trait methods, like `plain_rpcs!`.
 macro_rules! container_rpcs {
     ($($method:ident($req:ty) -> $resp:ty = $rpc:literal;)*) => {
         $(
@@ -80,23 +88,23 @@ macro_rules! container_rpcs {
     };
 }
 
-/// RPCs not built yet: a clear Unimplemented naming the RPC, logged like any other failure.
-/// (Written out in the shape `async_trait` gives trait methods, since it does not see into
-/// macro invocations.)
-macro_rules! not_yet {
+/// RPCs whose span carries no ID: each is its module's function of the same name, run in its
+/// span and logged. Written out in the shape `async_trait` gives trait methods, since it does
+/// not see into macro invocations.
+macro_rules! plain_rpcs {
     ($($method:ident($req:ty) -> $resp:ty = $rpc:literal;)*) => {
         $(
             fn $method<'life0, 'async_trait>(
                 &'life0 self,
-                _req: Request<$req>,
+                req: Request<$req>,
             ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<$resp>, Status>> + Send + 'async_trait>>
             where
                 'life0: 'async_trait,
                 Self: 'async_trait,
             {
                 Box::pin(async move {
-                    let _span = tracing::info_span!($rpc).entered();
-                    traced($rpc, Err(unimplemented($rpc)))
+                    let span = tracing::info_span!($rpc);
+                    run($rpc, span, $method::$method(&self.state, req.into_inner())).await
                 })
             }
         )*
@@ -286,14 +294,40 @@ impl RuntimeService for RuntimeSvc {
         .await
     }
 
-    not_yet! {
+    /// The event stream: subscribers get every container and pod lifecycle event from now on.
+    async fn get_container_events(
+        &self,
+        req: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        let span = tracing::info_span!("GetContainerEvents");
+        run(
+            "GetContainerEvents",
+            span,
+            get_container_events::get_container_events(&self.state, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn checkpoint_container(
+        &self,
+        req: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("CheckpointContainer", container = %req.container_id);
+        run(
+            "CheckpointContainer",
+            span,
+            checkpoint_container::checkpoint_container(&self.state, req),
+        )
+        .await
+    }
+
+    plain_rpcs! {
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
-        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
-        get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
     }
