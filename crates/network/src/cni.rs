@@ -341,6 +341,8 @@ fn capability_arg(att: &Attachment, capability: &str) -> Option<Value> {
             .bandwidth
             .as_ref()
             .and_then(|b| serde_json::to_value(b).ok()),
+        "ipRanges" if !att.ip_ranges.is_empty() => serde_json::to_value(&att.ip_ranges).ok(),
+        "ipRanges" => None,
         other => att.extra_capabilities.get(other).cloned(),
     }
 }

@@ -19,8 +19,8 @@ pub use crate::cni::Cni;
 pub use crate::config::{default_conflist, NetworkList, DEFAULT_CONFLIST_NAME};
 pub use crate::error::{CniError, PluginFailure};
 pub use crate::types::{
-    k8s_pod_args, AddResult, Attachment, Bandwidth, Interface, IpConfig, PortMapping, Protocol,
-    EGRESS_BANDWIDTH_ANNOTATION, INGRESS_BANDWIDTH_ANNOTATION,
+    k8s_pod_args, AddResult, Attachment, Bandwidth, Interface, IpConfig, IpRange, PortMapping,
+    Protocol, EGRESS_BANDWIDTH_ANNOTATION, INGRESS_BANDWIDTH_ANNOTATION,
 };
 
 #[cfg(test)]

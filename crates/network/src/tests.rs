@@ -935,3 +935,79 @@ fn results_of_old_spec_versions_are_read() {
     assert_eq!(ips, ["10.2.0.2", "fd00::2"]);
     assert_eq!(res.ip_configs[0].prefix_len, 16);
 }
+
+#[test]
+fn ip_ranges_parse_as_go_parse_cidr() {
+    let subnet = |s: &str| IpRange::parse(s).map(|r| r.subnet);
+    assert_eq!(subnet("10.1.2.0/24").as_deref(), Ok("10.1.2.0/24"));
+    // Host bits are cleared, surrounding space ignored.
+    assert_eq!(subnet(" 10.1.2.77/24 ").as_deref(), Ok("10.1.2.0/24"));
+    assert_eq!(subnet("10.1.2.3/32").as_deref(), Ok("10.1.2.3/32"));
+    assert_eq!(subnet("10.255.255.255/0").as_deref(), Ok("0.0.0.0/0"));
+    assert_eq!(subnet("fd00:1:2::5/64").as_deref(), Ok("fd00:1:2::/64"));
+    assert_eq!(subnet("fd00::1/128").as_deref(), Ok("fd00::1/128"));
+    for bad in [
+        "",
+        "10.1.2.0",
+        "10.1.2.0/33",
+        "fd00::/129",
+        "10.1.2/24",
+        "10.1.2.0/-1",
+        "10.1.2.0/24/1",
+        "example.com/24",
+    ] {
+        let err = IpRange::parse(bad).expect_err(bad);
+        assert_eq!(err, format!("invalid CIDR {bad:?}"));
+    }
+    let sets =
+        IpRange::sets_for(&["10.1.2.0/24".to_string(), "fd00::/64".to_string()]).expect("valid");
+    assert_eq!(
+        serde_json::to_value(&sets).expect("json"),
+        json!([[{"subnet": "10.1.2.0/24"}], [{"subnet": "fd00::/64"}]])
+    );
+    assert!(IpRange::sets_for(&["10.1.2.0/24".to_string(), "nope".to_string()]).is_err());
+}
+
+#[tokio::test]
+async fn ip_ranges_go_only_to_plugins_that_declare_them_on_add_and_del() {
+    let env = Env::new();
+    env.result_plugin(
+        "loopback",
+        &json!({"cniVersion": "1.0.0", "interfaces": [{"name": "lo"}]}),
+    );
+    env.result_plugin("fakebridge", &result("10.1.2.5/24"));
+    env.result_plugin("fakeport", &result("10.1.2.5/24"));
+    let net = list(
+        "1.0.0",
+        json!([
+            {"type": "fakebridge", "capabilities": {"ipRanges": true},
+             "ipam": {"type": "host-local"}},
+            {"type": "fakeport", "capabilities": {"portMappings": true, "ipRanges": false}}
+        ]),
+    );
+    let mut att = attachment("/run/netns/test");
+    att.ip_ranges =
+        IpRange::sets_for(&["10.1.2.0/24".to_string(), "fd00:1::/64".to_string()]).expect("valid");
+    let res = env.cni().add(&net, &att).await.expect("add");
+    let expected = json!([[{"subnet": "10.1.2.0/24"}], [{"subnet": "fd00:1::/64"}]]);
+    let bridge = env.stdin("fakebridge", "ADD", "eth0");
+    assert_eq!(bridge["runtimeConfig"], json!({"ipRanges": expected}));
+    // The IPAM section is passed on as written: the plugin hands runtimeConfig to its IPAM.
+    assert_eq!(bridge["ipam"], json!({"type": "host-local"}));
+    let port = env.stdin("fakeport", "ADD", "eth0");
+    assert_eq!(port["runtimeConfig"], json!({"portMappings": []}));
+
+    // DEL passes them too: host-local refuses a DEL without any range.
+    env.cni()
+        .del(&net, &att, Some(&res.raw))
+        .await
+        .expect("del");
+    let bridge = env.stdin("fakebridge", "DEL", "eth0");
+    assert_eq!(bridge["runtimeConfig"], json!({"ipRanges": expected}));
+
+    // No pod CIDR recorded: no ipRanges key at all, so the config's own ranges serve.
+    att.ip_ranges.clear();
+    env.cni().add(&net, &att).await.expect("add");
+    let bridge = env.stdin("fakebridge", "ADD", "eth0");
+    assert!(bridge.get("runtimeConfig").is_none(), "{bridge}");
+}

@@ -30,6 +30,10 @@ pub struct Attachment {
     pub port_mappings: Vec<PortMapping>,
     /// The `bandwidth` capability argument.
     pub bandwidth: Option<Bandwidth>,
+    /// The `ipRanges` capability argument: range sets to allocate from, one address per set
+    /// (host-local puts them before its own `ranges`). Empty: not passed, the config's own
+    /// ranges serve.
+    pub ip_ranges: Vec<Vec<IpRange>>,
     /// Further capability arguments by name (e.g. `io.kubernetes.cri.pod-annotations`), given to
     /// plugins that declare them, as libcni does with `CapabilityArgs`.
     pub extra_capabilities: Map<String, Value>,
@@ -140,6 +144,45 @@ fn annotation_rate(a: &HashMap<String, String>, key: &str) -> Result<Option<u64>
     u64::try_from(v)
         .map(Some)
         .map_err(|_| invalid("out of range".to_string()))
+}
+
+/// One entry of the `ipRanges` capability (host-local's `runtimeConfig.ipRanges`): a subnet
+/// in canonical form (`10.1.2.0/24`, host bits clear) to allocate pod addresses from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IpRange {
+    pub subnet: String,
+}
+
+impl IpRange {
+    /// Parses `ADDRESS/PREFIX`, as Go's `net.ParseCIDR` (which kubelet and containerd use):
+    /// host bits are cleared (`10.1.2.3/24` is `10.1.2.0/24`), anything else is refused naming
+    /// the text.
+    pub fn parse(cidr: &str) -> Result<IpRange, String> {
+        let (ip, prefix) = parse_cidr(cidr.trim()).map_err(|_| format!("invalid CIDR {cidr:?}"))?;
+        let network = match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        Ok(IpRange {
+            subnet: format!("{network}/{prefix}"),
+        })
+    }
+
+    /// The `ipRanges` argument for a node's pod CIDRs (kubelet's comma-separated
+    /// `pod_cidr`, one CIDR per family when dual-stack): each CIDR its own range set, so the
+    /// pod gets one address from each, as host-local allocates one per set.
+    pub fn sets_for(cidrs: &[String]) -> Result<Vec<Vec<IpRange>>, String> {
+        cidrs
+            .iter()
+            .map(|c| IpRange::parse(c).map(|r| vec![r]))
+            .collect()
+    }
 }
 
 /// The outcome of an ADD.
