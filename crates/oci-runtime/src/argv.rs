@@ -81,6 +81,22 @@ impl Runtime {
         self.argv(log, args)
     }
 
+    /// The argv of `restore --detach --image-path I --work-path W` plus `create`'s flags: the
+    /// runtime recreates the container from `opts.bundle` and has CRIU restore its processes
+    /// from the checkpoint images in `image_path`, then exits (the restored init is left to
+    /// its parent's subreaper, as with [`Runtime::run_detached_argv`]).
+    pub fn restore_detached_argv(
+        &self,
+        id: &str,
+        opts: &CreateOptions,
+        image_path: &Path,
+        work_path: &Path,
+    ) -> Vec<OsString> {
+        let image = format!("--image-path={}", image_path.display());
+        let work = format!("--work-path={}", work_path.display());
+        self.create_or_run(&["restore", "--detach", &image, &work], id, opts)
+    }
+
     fn create_or_run(&self, verb: &[&str], id: &str, opts: &CreateOptions) -> Vec<OsString> {
         let mut args: Vec<OsString> = verb.iter().map(OsString::from).collect();
         args.extend([
@@ -172,6 +188,27 @@ mod tests {
         assert_eq!(run[..at], create[..at]);
         assert_eq!(run[at..at + 2], ["run", "--detach"]);
         assert_eq!(run[at + 2..], create[at + 1..]);
+    }
+
+    #[test]
+    fn restore_detached_is_create_with_checkpoint_paths() {
+        let rt = Runtime::new("/usr/bin/runc", "/r");
+        let o = opts(None);
+        let argv = rt.restore_detached_argv("c5", &o, Path::new("/ck/img"), Path::new("/ck/w"));
+        assert_eq!(
+            strings(&argv)[7..],
+            [
+                "restore",
+                "--detach",
+                "--image-path=/ck/img",
+                "--work-path=/ck/w",
+                "--bundle",
+                "/run/b",
+                "--pid-file",
+                "/run/b/pid",
+                "c5"
+            ]
+        );
     }
 
     #[test]

@@ -74,6 +74,29 @@ impl Runtime {
         Ok(())
     }
 
+    /// `checkpoint --image-path I --work-path W [--leave-running] ID`: CRIU dumps the
+    /// container's processes into `image_path` (its log, `dump.log`, goes to `work_path`).
+    /// With `leave_running` the container goes on running afterwards.
+    pub async fn checkpoint(
+        &self,
+        id: &str,
+        image_path: &Path,
+        work_path: &Path,
+        leave_running: bool,
+    ) -> Result<(), RuntimeError> {
+        let mut args: Vec<OsString> = vec![
+            "checkpoint".into(),
+            format!("--image-path={}", image_path.display()).into(),
+            format!("--work-path={}", work_path.display()).into(),
+        ];
+        if leave_running {
+            args.push("--leave-running".into());
+        }
+        args.push(id.into());
+        self.run("checkpoint", id, args).await?;
+        Ok(())
+    }
+
     /// Run one verb to completion with a log of its own; a failure becomes
     /// [`RuntimeError::NotFound`] when the runtime says it does not know the container.
     async fn run(

@@ -5,10 +5,12 @@
 //! - [`Runtime::create_argv`] builds the `create` command line. It is sync and needs no tokio:
 //!   crust-monitor, single-threaded, spawns it itself with the container's stdio.
 //! - With the `async` feature (default), [`Runtime::start`], [`Runtime::kill`],
-//!   [`Runtime::delete`], [`Runtime::state`], [`Runtime::update`] run a verb to completion and
+//!   [`Runtime::delete`], [`Runtime::state`], [`Runtime::update`], [`Runtime::checkpoint`]
+//!   run a verb to completion and
 //!   [`Runtime::exec`] runs a process in a container and captures its output (CRI ExecSync);
 //!   [`Runtime::exec_streaming`] hands the process' pipes to the caller (CRI Exec), and
-//!   [`Runtime::exec_detached_argv`] is the terminal exec the pod monitor runs.
+//!   [`Runtime::exec_detached_argv`] is the terminal exec the pod monitor runs, as
+//!   [`Runtime::restore_detached_argv`] is a restore from a checkpoint.
 //!
 //! Every call passes the global `--log FILE --log-format json`; the error a call reports is the
 //! last `level=error` entry of its own log ([`last_error`]), else the runtime's stderr. An
