@@ -495,6 +495,39 @@ impl PodNet {
         .expect("writing conflist");
     }
 
+    /// Writes a conflist whose bridge declares the `ipRanges` capability and whose host-local
+    /// has no range of its own: pods get addresses only from the pod CIDRs crustd passes
+    /// (UpdateRuntimeConfig), and ADD fails while there are none. `forceAddress` lets the
+    /// bridge's gateway address follow a changed pod CIDR.
+    pub fn write_ip_ranges_conflist(&self) {
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": self.name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": false,
+                    "hairpinMode": true,
+                    "forceAddress": true,
+                    "capabilities": {"ipRanges": true},
+                    "ipam": {
+                        "type": "host-local",
+                        "dataDir": self.data_dir,
+                        "routes": [{"dst": "0.0.0.0/0"}]
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ],
+        });
+        std::fs::write(
+            self.conf_dir.join("10-test.conflist"),
+            serde_json::to_vec_pretty(&conflist).unwrap(),
+        )
+        .expect("writing conflist");
+    }
+
     /// The `[network]` section for crustd.
     pub fn config(&self, bin_dirs: &[&Path]) -> String {
         let mut dirs: Vec<String> = bin_dirs

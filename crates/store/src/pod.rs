@@ -40,6 +40,10 @@ pub struct PodNetwork {
     pub ips: Vec<String>,
     /// CNI DEL done; until then a Stop or Remove retries it.
     pub torn_down: bool,
+    /// The node's pod CIDRs (UpdateRuntimeConfig) passed as the `ipRanges` capability at ADD,
+    /// passed again at DEL (host-local needs a range to release the address).
+    #[serde(default)]
+    pub pod_cidrs: Vec<String>,
 }
 
 /// One pod sandbox.

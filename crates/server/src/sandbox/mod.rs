@@ -18,6 +18,7 @@ use crate::config::Config;
 
 pub mod cgroup;
 pub mod files;
+mod pod_cidr;
 mod portforward;
 mod recover;
 mod run;
@@ -73,6 +74,8 @@ pub struct Pods {
     /// Container exits the monitors report, for the container side: (container ID, exit).
     container_exits: ContainerExitSender,
     container_exits_rx: Mutex<Option<ContainerExitReceiver>>,
+    /// The node's pod CIDRs (UpdateRuntimeConfig), for pods created from now on.
+    pod_cidrs: Mutex<Vec<String>>,
 }
 
 type ContainerExitSender =
@@ -106,10 +109,12 @@ impl Pods {
         for dir in [root.join("pods"), runroot.join("pods")] {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        let pod_cidrs = pod_cidr::load(&root)?;
         let (container_exits, rx) = tokio::sync::mpsc::unbounded_channel();
         let pods = Arc::new(Pods {
             container_exits,
             container_exits_rx: Mutex::new(Some(rx)),
+            pod_cidrs: Mutex::new(pod_cidrs),
             store,
             config,
             root,

@@ -75,7 +75,7 @@ impl Pods {
             if let Ok(intent) = serde_json::from_str::<serde_json::Value>(&text) {
                 let file = PathBuf::from(intent["file"].as_str().unwrap_or_default());
                 if let Ok(list) = NetworkList::from_raw(intent["conflist"].clone(), file) {
-                    let attachment = super::run::attachment_for(
+                    let mut attachment = super::run::attachment_for(
                         id,
                         &run_dir.join("ns/net"),
                         "",
@@ -84,6 +84,9 @@ impl Pods {
                         &Default::default(),
                         None,
                     );
+                    let pod_cidrs: Vec<String> =
+                        serde_json::from_value(intent["pod_cidrs"].clone()).unwrap_or_default();
+                    attachment.ip_ranges = super::pod_cidr::ip_ranges(&pod_cidrs);
                     if let Err(e) = self.cni.del(&list, &attachment, None).await {
                         tracing::warn!(pod = %id, error = %e, "CNI DEL of an interrupted pod");
                     }

@@ -367,9 +367,15 @@ impl Pods {
                     plan.name
                 ))
             })?;
-            let attachment = self.attachment(id, &netns, plan);
+            let pod_cidrs = self.pod_cidrs();
+            let mut attachment = self.attachment(id, &netns, plan);
+            attachment.ip_ranges = super::pod_cidr::ip_ranges(&pod_cidrs);
             // Written before ADD, so that a crash during ADD is undone at the next start.
-            let intent = serde_json::json!({"conflist": list.raw, "file": list.file});
+            let intent = serde_json::json!({
+                "conflist": list.raw,
+                "file": list.file,
+                "pod_cidrs": pod_cidrs,
+            });
             files::write_file(
                 &run_dir.join("cni-intent.json"),
                 intent.to_string().as_bytes(),
@@ -389,6 +395,7 @@ impl Pods {
                 result: result.raw.clone(),
                 ips: ips.clone(),
                 torn_down: false,
+                pod_cidrs,
             });
         }
         let hosts = if plan.host_net {
@@ -476,6 +483,7 @@ pub(super) fn attachment_for(
             })
             .collect(),
         bandwidth,
+        ip_ranges: Vec::new(),
         extra_capabilities: Default::default(),
     }
 }

@@ -54,7 +54,7 @@ impl Pods {
             &config.annotations.clone().into_iter().collect(),
         )
         .unwrap_or(None);
-        let attachment = super::run::attachment_for(
+        let mut attachment = super::run::attachment_for(
             &record.id,
             &netns,
             &record.namespace,
@@ -63,6 +63,7 @@ impl Pods {
             &config,
             bandwidth,
         );
+        attachment.ip_ranges = super::pod_cidr::ip_ranges(&net.pod_cidrs);
         self.cni
             .del(&list, &attachment, Some(&net.result))
             .await

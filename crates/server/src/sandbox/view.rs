@@ -172,6 +172,7 @@ mod tests {
             result: serde_json::Value::Null,
             ips: vec!["10.88.0.2".into(), "fd00::2".into()],
             torn_down: false,
+            pod_cidrs: Vec::new(),
         });
         let s = pod_status(&r);
         let net = s.network.unwrap();

@@ -10,7 +10,7 @@ use tonic::Status;
 use crate::service::State;
 
 /// Status: RuntimeReady, and NetworkReady while a valid CNI config exists. Verbose info holds
-/// the effective config (under "config") and the CNI load result.
+/// the effective config (under "config"), the CNI load result and the recorded pod CIDRs.
 pub(super) async fn status(state: &State, req: StatusRequest) -> Result<StatusResponse, Status> {
     let conf_dir = state.config.network.conf_dir.clone();
     let bin_dirs = state.config.network.bin_dirs.clone();
@@ -51,6 +51,11 @@ pub(super) async fn status(state: &State, req: StatusRequest) -> Result<StatusRe
             Err(why) => serde_json::json!({"status": "error", "error": why}),
         };
         info.insert("lastCNILoadStatus".to_string(), cni_status.to_string());
+        // The pod CIDRs of the last UpdateRuntimeConfig, given to new pods as ipRanges.
+        info.insert(
+            "podCIDRs".to_string(),
+            serde_json::json!(state.pods.pod_cidrs()).to_string(),
+        );
     }
     let runtime_handlers = state
         .config
