@@ -269,10 +269,18 @@ async fn exec_stdin_and_exit_codes(handler: &'static str, index: u8) {
 async fn exec_tty_size(handler: &'static str, index: u8) {
     let mut env = env(handler, index).await;
     let id = env.run("sleeper", &["sleep", "1000"], false, false).await;
+    // runc applies process.consoleSize before the process starts, so even a command that
+    // reads its size at once sees it. crun 1.8 ignores consoleSize for exec: the monitor sets
+    // the size the moment crun hands it the pty, which a process exec'd at once can beat.
+    let command = if handler == "crun" {
+        "sh -c 'sleep 0.3; stty size'"
+    } else {
+        "stty size"
+    };
     for transport in TRANSPORTS {
         // `script` gives crustctl a terminal; its size is set before crustctl starts.
         let inner = format!(
-            "stty rows 33 cols 101; {} --runtime-endpoint unix://{} --timeout 60s exec -it --transport {transport} {id} stty size",
+            "stty rows 33 cols 101; {} --runtime-endpoint unix://{} --timeout 60s exec -it --transport {transport} {id} {command}",
             binary("crustctl").display(),
             env.crustd.socket.display()
         );

@@ -216,6 +216,11 @@ pub struct CreateContainer {
     /// `exec --detach`), whose client attaches right after, nothing it prints first is lost.
     #[serde(default)]
     pub hold_output: bool,
+    /// With `terminal`: the window size (width, height) set on the pty the moment the
+    /// runtime hands it over. runc applies `process.consoleSize` itself before the process
+    /// starts; crun 1.8 ignores it for exec, so this narrows the time a process can see 0x0.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 fn default_create_timeout_ms() -> u64 {

@@ -138,6 +138,7 @@ impl Container {
             }
             outputs = [Some(out_r), Some(err_r)];
         }
+        let console = console.map(|c| (c, req.console_size));
         let (status, master) = run_runtime(command, console.as_ref(), req.timeout_ms)?;
         drop(console); // removes the socket file
         match status {
@@ -337,13 +338,7 @@ impl Container {
     /// Sets a terminal's window size; nothing without a terminal.
     pub fn resize(&self, width: u16, height: u16) {
         if let (true, Some(master)) = (self.terminal, &self.outputs[0]) {
-            let size = rustix::termios::Winsize {
-                ws_row: height,
-                ws_col: width,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            let _ = rustix::termios::tcsetwinsize(master, size);
+            set_window_size(master, width, height);
         }
     }
 
@@ -439,7 +434,7 @@ impl Drop for ConsoleSocket {
 #[allow(clippy::zombie_processes)]
 fn run_runtime(
     mut command: Command,
-    console: Option<&ConsoleSocket>,
+    console: Option<&(ConsoleSocket, Option<(u16, u16)>)>,
     timeout_ms: u64,
 ) -> Result<(ExitStatus, Option<OwnedFd>), String> {
     let program = command.get_program().to_string_lossy().into_owned();
@@ -480,7 +475,7 @@ fn run_runtime(
         if let Some(console) = want_console {
             match &conn {
                 Some(stream) => fds.push(PollFd::new(stream, PollFlags::IN)),
-                None => fds.push(PollFd::new(&console.listener, PollFlags::IN)),
+                None => fds.push(PollFd::new(&console.0.listener, PollFlags::IN)),
             }
         }
         match rustix::event::poll(&mut fds, Some(&timeout)) {
@@ -495,9 +490,21 @@ fn run_runtime(
     }
 }
 
-/// Accepts the runtime's connection if there is one and receives the master if it was sent.
+/// TIOCSWINSZ on a pty master; a failure (the terminal is gone) changes nothing.
+fn set_window_size(master: &OwnedFd, width: u16, height: u16) {
+    let size = rustix::termios::Winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let _ = rustix::termios::tcsetwinsize(master, size);
+}
+
+/// Accepts the runtime's connection if there is one and receives the master if it was sent;
+/// sets the window size on it at once when one is asked for.
 fn take_master(
-    console: &ConsoleSocket,
+    (console, size): &(ConsoleSocket, Option<(u16, u16)>),
     conn: &mut Option<std::os::unix::net::UnixStream>,
 ) -> Result<Option<OwnedFd>, String> {
     if conn.is_none() {
@@ -526,7 +533,12 @@ fn take_master(
     };
     *conn = None;
     match received {
-        Some(master) => Ok(Some(master)),
+        Some(master) => {
+            if let Some((width, height)) = size {
+                set_window_size(&master, *width, *height);
+            }
+            Ok(Some(master))
+        }
         None => Err("the runtime sent no terminal over the console socket".into()),
     }
 }

@@ -199,6 +199,7 @@ impl World {
             stdin_once: false,
             timeout_ms: 30_000,
             hold_output: false,
+            console_size: None,
         };
         let runtime = Runtime {
             binary: self.runtime,

@@ -146,8 +146,10 @@ impl Containers {
         // Clients send the terminal's size first thing: start the process with it, so that
         // what runs at once (`stty size`, a shell's first prompt) sees the right size.
         let mut process = process.clone();
+        let mut first_size = None;
         if let Some(rx) = io.resize.as_mut() {
             if let Ok(Some(size)) = tokio::time::timeout(FIRST_SIZE_WAIT, rx.recv()).await {
+                first_size = Some((size.width, size.height));
                 let console = oci_spec::runtime::BoxBuilder::default()
                     .height(u64::from(size.height))
                     .width(u64::from(size.width))
@@ -185,6 +187,7 @@ impl Containers {
             stdin_once: true,
             timeout_ms: EXEC_START_TIMEOUT_MS,
             hold_output: true,
+            console_size: first_size,
         };
         let mut monitor = crust_monitor::MonitorClient::connect(Path::new(monitor_dir))
             .await
