@@ -105,6 +105,8 @@ async fn serve(args: Args, config: Config, config_path: PathBuf) -> anyhow::Resu
         r = &mut server => r,
         () = shutdown_signal() => {
             let _ = stop_tx.send(());
+            // Event streams never end by themselves: end them, or they hold the exit up.
+            state.events.close();
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
                 Ok(r) => r,
                 Err(_) => {

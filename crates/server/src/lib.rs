@@ -3,9 +3,11 @@
 
 pub mod config;
 pub mod container;
+pub mod lifecycle;
 mod names;
 pub mod sandbox;
 pub mod service;
+pub mod stats;
 pub mod status;
 pub mod streaming;
 

@@ -11,10 +11,10 @@ use crust_store::{
     container_name_key, ContainerRecord, ContainerState, ContainerUser, ImageRecord, PodRecord,
     PodState,
 };
-use k8s_cri::v1::{ContainerConfig, NamespaceMode, PodSandboxConfig};
+use k8s_cri::v1::{ContainerConfig, ContainerEventType, NamespaceMode, PodSandboxConfig};
 use tonic::Status;
 
-use super::{files, host::HostFacts, rootfs, Containers};
+use super::{files, host::HostFacts, restore, rootfs, Containers};
 use crate::config::CgroupDriver;
 use crate::sandbox::Lookup as PodLookup;
 use crate::service::now_nanos;
@@ -32,6 +32,8 @@ struct Plan {
     attempt: u32,
     image: ImageRecord,
     log_path: String,
+    /// A checkpoint archive extracted for this container to restore (restore.rs).
+    restore: Option<restore::Extracted>,
 }
 
 impl Containers {
@@ -42,7 +44,9 @@ impl Containers {
         config: Option<ContainerConfig>,
         pod_config: Option<PodSandboxConfig>,
     ) -> Result<String, Status> {
-        let plan = self.plan(pod_id, config, pod_config)?;
+        let (config, restore) = self.import_checkpoint(config).await?;
+        let mut plan = self.plan(pod_id, config, pod_config)?;
+        plan.restore = restore;
         let key = container_name_key(&plan.pod.id, &plan.name, plan.attempt);
         let this = self.clone();
         self.names
@@ -125,7 +129,47 @@ impl Containers {
             config,
             image,
             log_path,
+            restore: None,
         })
+    }
+
+    /// When the image is a checkpoint archive (restore.rs): the archive extracted under the
+    /// root and the config with the image the checkpoint was taken of. Else as given.
+    async fn import_checkpoint(
+        &self,
+        config: Option<ContainerConfig>,
+    ) -> Result<(Option<ContainerConfig>, Option<restore::Extracted>), Status> {
+        let Some(mut config) = config else {
+            return Ok((None, None));
+        };
+        let named = config
+            .image
+            .as_ref()
+            .map(|i| i.image.as_str())
+            .unwrap_or("");
+        let Some(archive) = restore::archive_path(named) else {
+            return Ok((Some(config), None));
+        };
+        let dest = restore::Extracted(
+            self.root
+                .join("containers")
+                .join(format!(".restore-{}", crate::sandbox::new_id())),
+        );
+        let dest2 = dest.0.clone();
+        let imported = tokio::task::spawn_blocking(move || restore::import(&archive, &dest2))
+            .await
+            .map_err(|e| Status::internal(format!("CreateContainer: import task: {e}")))
+            .and_then(|r| r);
+        match imported {
+            Ok(dump) => {
+                tracing::info!(archive = %named, image = %restore::image_of(&dump), checkpointed = %dump.id, "CreateContainer restores a checkpoint");
+                if let Some(image) = config.image.as_mut() {
+                    image.image = restore::image_of(&dump).to_string();
+                }
+                Ok((Some(config), Some(dest)))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn create_task(self: Arc<Self>, plan: Plan) -> Result<String, Status> {
@@ -159,8 +203,13 @@ impl Containers {
         }) {
             Ok(record) => {
                 tracing::info!(container = %id, name = %plan.name, pod = %plan.pod.id, "container created");
-                self.index()
-                    .insert(id.clone(), super::Container::new(record));
+                let pod_id = record.pod_id.clone();
+                let c = super::Container::new(record);
+                // Visible and announced under the order lock: its STARTED cannot come first.
+                let _order = c.announce.lock().unwrap_or_else(|e| e.into_inner());
+                self.index().insert(id.clone(), c.clone());
+                self.events
+                    .container(ContainerEventType::ContainerCreatedEvent, &id, &pod_id);
                 Ok(id)
             }
             Err(e) => {
@@ -187,6 +236,18 @@ impl Containers {
             std::fs::create_dir_all(dir)
                 .map_err(|e| step("creating the container directory", &e))?;
             undo.dirs.push(dir.clone());
+        }
+
+        // A restore: the extracted checkpoint moves in with the container, and its rootfs
+        // changes become the writable layer's starting content.
+        let mut restore_from = String::new();
+        if let Some(imported) = &plan.restore {
+            let dir = state_dir.join(restore::RESTORE_DIR);
+            std::fs::rename(&imported.0, &dir)
+                .map_err(|e| step("moving the extracted checkpoint", &e))?;
+            restore::apply_rootfs_diff(&dir, &state_dir.join("upper"))
+                .map_err(|e| step("applying the checkpoint's rootfs changes", &e))?;
+            restore_from = dir.display().to_string();
         }
 
         // The rootfs: the image's layers under a private writable upper.
@@ -369,6 +430,7 @@ impl Containers {
                 additional_gids: output.user.additional_gids.clone(),
                 username: output.user.username.clone(),
             },
+            restore_from,
         })
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crust_store::{ContainerRecord, ContainerState};
+use k8s_cri::v1::ContainerEventType;
 
 use super::{files, Container, Containers};
 
@@ -58,7 +59,8 @@ impl Containers {
             .map(Into::into)
     }
 
-    /// Records the exit (once; later calls change nothing) and wakes whoever waits for it.
+    /// Records the exit (once; later calls change nothing), announces it (STOPPED) and wakes
+    /// whoever waits for it.
     pub(super) fn apply_exit(&self, c: &Container, exit: ContainerExit) {
         let record = c.snapshot();
         if record.state != ContainerState::Exited {
@@ -71,17 +73,29 @@ impl Containers {
                 "Error"
             };
             tracing::info!(container = %record.id, exit_code = exit.exit_code, reason, "container exited");
-            let saved = self.save(c, |r| {
-                if r.state != ContainerState::Exited {
-                    r.state = ContainerState::Exited;
-                    r.exit_code = exit.exit_code;
-                    r.finished_at = exit.finished_at;
-                    if r.started_at == 0 || r.started_at > exit.finished_at {
-                        r.started_at = exit.finished_at;
-                    }
-                    r.reason = reason.to_string();
-                    r.pid = 0;
+            let saved = self.save_announced(c, |r| {
+                if r.state == ContainerState::Exited {
+                    return &[];
                 }
+                // Exited before StartContainer committed Running (a command that ends at
+                // once): it did start, so STARTED goes first.
+                let kinds: &'static [ContainerEventType] = if r.state == ContainerState::Created {
+                    &[
+                        ContainerEventType::ContainerStartedEvent,
+                        ContainerEventType::ContainerStoppedEvent,
+                    ]
+                } else {
+                    &[ContainerEventType::ContainerStoppedEvent]
+                };
+                r.state = ContainerState::Exited;
+                r.exit_code = exit.exit_code;
+                r.finished_at = exit.finished_at;
+                if r.started_at == 0 || r.started_at > exit.finished_at {
+                    r.started_at = exit.finished_at;
+                }
+                r.reason = reason.to_string();
+                r.pid = 0;
+                kinds
             });
             if let Err(e) = saved {
                 tracing::warn!(container = %record.id, error = %e.message(), "saving the exit");

@@ -15,27 +15,33 @@ use std::sync::{Arc, Mutex};
 use crust_image::ImageManager;
 use crust_oci_runtime::Runtime;
 use crust_store::{ContainerRecord, ContainerState, Store};
+use k8s_cri::v1::ContainerEventType;
 use tokio::sync::watch;
 use tonic::Status;
 
 use crate::config::{CgroupDriver, Config};
+use crate::lifecycle::Events;
 use crate::names::Names;
 use crate::sandbox::{cgroup, Pods};
 
+mod checkpoint;
 mod create;
 mod events;
 mod exec;
 mod host;
 mod log;
 mod recover;
+mod restore;
 mod rootfs;
 mod start;
+mod stats;
 mod stop;
 mod stream;
 mod update;
 mod view;
 
 pub use events::ContainerExit;
+pub use stats::ContainerReading;
 pub use view::{container_info, container_status, list_filter_matches, to_cri_container};
 
 /// One container known to crustd.
@@ -49,6 +55,10 @@ pub struct Container {
     /// containerd deletes the task); RemoveContainer awaits it instead of deleting twice.
     /// The task yields whether the deletion succeeded.
     runtime_delete: Mutex<Option<tokio::task::JoinHandle<bool>>>,
+    /// Held from a state change's commit to its event, so that the events of one container
+    /// keep the order of its changes (an exit applied from the monitor races StartContainer's
+    /// commit). Taken before, never while holding, the record lock.
+    announce: Mutex<()>,
 }
 
 impl Container {
@@ -59,6 +69,7 @@ impl Container {
             op: tokio::sync::Mutex::new(()),
             exited: watch::channel(exited).0,
             runtime_delete: Mutex::new(None),
+            announce: Mutex::new(()),
         })
     }
 
@@ -88,6 +99,8 @@ pub struct Containers {
     host: host::HostFacts,
     names: Arc<Names>,
     index: Mutex<HashMap<String, Arc<Container>>>,
+    /// Lifecycle events for GetContainerEvents.
+    events: Arc<Events>,
 }
 
 impl Containers {
@@ -95,6 +108,7 @@ impl Containers {
     /// while crustd was away, and follows the pods' monitors for exits from now on.
     pub async fn open(
         store: Arc<Store>,
+        events: Arc<Events>,
         images: Arc<ImageManager>,
         pods: Arc<Pods>,
         config: Config,
@@ -135,6 +149,7 @@ impl Containers {
             host,
             names: Arc::new(Names::default()),
             index: Mutex::new(HashMap::new()),
+            events,
         });
         containers
             .recover()
@@ -224,6 +239,22 @@ impl Containers {
         self.store.put_container(&record).map_err(|e| {
             Status::internal(format!("container {}: saving its record: {e}", record.id))
         })?;
+        Ok(record)
+    }
+
+    /// Persists a change and announces the lifecycle events `change` returns (those of the
+    /// transition it made, decided under the record lock), once the change is stored.
+    fn save_announced(
+        &self,
+        container: &Container,
+        change: impl FnOnce(&mut ContainerRecord) -> &'static [ContainerEventType],
+    ) -> Result<ContainerRecord, Status> {
+        let _order = container.announce.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kinds: &'static [ContainerEventType] = &[];
+        let record = self.save(container, |r| kinds = change(r))?;
+        for kind in kinds {
+            self.events.container(*kind, &record.id, &record.pod_id);
+        }
         Ok(record)
     }
 

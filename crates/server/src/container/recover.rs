@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crust_store::ContainerState;
+use k8s_cri::v1::ContainerEventType;
 
 use super::{files, rootfs, Container, Containers};
 use crate::service::now_nanos;
@@ -53,10 +54,11 @@ impl Containers {
                 // the monitor runs the container, so it is running.
                 if let Some(pid) = running_pid {
                     tracing::info!(container = %record.id, "container started before the restart");
-                    let _ = self.save(&c, |r| {
+                    let _ = self.save_announced(&c, |r| {
                         r.state = ContainerState::Running;
                         r.pid = pid;
                         r.started_at = now_nanos();
+                        &[ContainerEventType::ContainerStartedEvent]
                     });
                 }
                 continue;
@@ -65,13 +67,14 @@ impl Containers {
                 // No monitor holds it and no exit was recorded: it is gone, and how it ended
                 // is not known.
                 tracing::warn!(container = %record.id, "running container lost its monitor");
-                let _ = self.save(&c, |r| {
+                let _ = self.save_announced(&c, |r| {
                     r.state = ContainerState::Exited;
                     r.exit_code = 255;
                     r.reason = "Unknown".into();
                     r.message = "the container's monitor is gone; its exit was not recorded".into();
                     r.finished_at = now_nanos();
                     r.pid = 0;
+                    &[ContainerEventType::ContainerStoppedEvent]
                 });
                 c.exited.send_replace(true);
             }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crust_oci_runtime::CreateOptions;
 use crust_store::ContainerState;
-use k8s_cri::v1::ContainerConfig;
+use k8s_cri::v1::{ContainerConfig, ContainerEventType};
 use tonic::Status;
 
 use super::{files, Container, Containers};
@@ -51,15 +51,18 @@ impl Containers {
             Ok(()) => Ok(()),
             Err(message) => {
                 tracing::warn!(container = %record.id, error = %message, "StartContainer failed");
-                let _ = self.save(&c, |r| {
-                    if r.state != ContainerState::Exited {
-                        r.state = ContainerState::Exited;
-                        r.exit_code = START_ERROR_CODE;
-                        r.reason = START_ERROR_REASON.to_string();
-                        r.message = message.clone();
-                        r.finished_at = now_nanos();
-                        r.pid = 0;
+                // Never running, but no longer created: STOPPED tells the subscribers.
+                let _ = self.save_announced(&c, |r| {
+                    if r.state == ContainerState::Exited {
+                        return &[];
                     }
+                    r.state = ContainerState::Exited;
+                    r.exit_code = START_ERROR_CODE;
+                    r.reason = START_ERROR_REASON.to_string();
+                    r.message = message.clone();
+                    r.finished_at = now_nanos();
+                    r.pid = 0;
+                    &[ContainerEventType::ContainerStoppedEvent]
                 });
                 c.exited.send_replace(true);
                 Err(Status::unknown(format!("StartContainer: {message}")))
@@ -90,8 +93,25 @@ impl Containers {
             console_socket: console.clone(),
             log: runtime_log.clone(),
         };
-        let argv: Vec<String> = runtime
-            .run_detached_argv(&record.id, &opts)
+        // A container made from a checkpoint has its processes restored, not started anew.
+        let argv = if record.restore_from.is_empty() {
+            runtime.run_detached_argv(&record.id, &opts)
+        } else {
+            super::checkpoint::criu_ready(&runtime.binary)
+                .await
+                .map_err(|why| format!("restoring from a checkpoint: {why}"))?;
+            let from = Path::new(&record.restore_from);
+            let work = bundle.join("restore-work");
+            std::fs::create_dir_all(&work)
+                .map_err(|e| format!("creating {}: {e}", work.display()))?;
+            runtime.restore_detached_argv(
+                &record.id,
+                &opts,
+                &from.join(super::checkpoint::archive::CHECKPOINT_DIR),
+                &work,
+            )
+        };
+        let argv: Vec<String> = argv
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -107,6 +127,7 @@ impl Containers {
             stdin_once: config.stdin_once,
             timeout_ms: CREATE_TIMEOUT_MS,
             hold_output: false,
+            console_size: None,
         };
         let mut monitor = crust_monitor::MonitorClient::connect(Path::new(pod_run_dir))
             .await
@@ -115,8 +136,14 @@ impl Containers {
         let pid = match monitor.create_container(&request).await {
             Ok(pid) => pid,
             Err(e) => {
-                let why =
+                let mut why =
                     crust_oci_runtime::last_error(&runtime_log).unwrap_or_else(|| e.to_string());
+                if !record.restore_from.is_empty() {
+                    let log = bundle.join("restore-work").join("restore.log");
+                    if let Some(criu) = super::checkpoint::last_criu_error(&log) {
+                        why = format!("{why} (criu: {criu})");
+                    }
+                }
                 let _ = runtime.delete(&record.id, true).await;
                 return Err(why);
             }
@@ -124,14 +151,18 @@ impl Containers {
         let started = now_nanos();
         // One commit for the pid and the state: the hot path pays one fsync. An exit that
         // was applied meanwhile (a command that ends at once) is kept.
-        self.save(c, |r| {
+        // An exit applied meanwhile announced STARTED and STOPPED itself.
+        self.save_announced(c, |r| {
             if r.state == ContainerState::Created {
                 r.pid = pid;
                 r.state = ContainerState::Running;
                 r.started_at = started;
-            } else if r.started_at == 0 {
+                return &[ContainerEventType::ContainerStartedEvent];
+            }
+            if r.started_at == 0 {
                 r.started_at = started.min(r.finished_at.max(1));
             }
+            &[]
         })
         .map_err(|e| e.message().to_string())?;
         tracing::info!(container = %record.id, pid, "container started");

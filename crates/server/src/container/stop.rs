@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crust_store::ContainerState;
+use k8s_cri::v1::ContainerEventType;
 use tonic::Status;
 
 use super::{files, rootfs, Container, Containers, Lookup};
@@ -119,7 +120,16 @@ impl Containers {
                 record.id
             ))
         })?;
-        self.index().remove(&record.id);
+        {
+            // After any event of its exit still being announced.
+            let _order = c.announce.lock().unwrap_or_else(|e| e.into_inner());
+            self.index().remove(&record.id);
+            self.events.container(
+                ContainerEventType::ContainerDeletedEvent,
+                &record.id,
+                &record.pod_id,
+            );
+        }
         self.names.release(&record.name_key(), &record.id);
         tracing::info!(container = %record.id, "container removed");
         Ok(())

@@ -22,10 +22,12 @@ mod pod_cidr;
 mod portforward;
 mod recover;
 mod run;
+mod stats;
 mod stop;
 pub mod sysctl;
 mod view;
 
+pub use stats::{netns_path, network_usage, PodReading, DEFAULT_INTERFACE};
 pub use view::{list_filter_matches, pod_info, pod_sandbox, pod_status};
 
 /// Outcome of a RunPodSandbox, shared with retries that arrive while it is under way.
@@ -76,6 +78,8 @@ pub struct Pods {
     container_exits_rx: Mutex<Option<ContainerExitReceiver>>,
     /// The node's pod CIDRs (UpdateRuntimeConfig), for pods created from now on.
     pod_cidrs: Mutex<Vec<String>>,
+    /// Lifecycle events for GetContainerEvents.
+    events: Arc<crate::lifecycle::Events>,
 }
 
 type ContainerExitSender =
@@ -95,6 +99,7 @@ impl Pods {
     /// Opens the pod side of crustd and reconnects to the monitors of pods from earlier runs.
     pub async fn open(
         store: Arc<Store>,
+        events: Arc<crate::lifecycle::Events>,
         config: Config,
         root: PathBuf,
         runroot: PathBuf,
@@ -115,6 +120,7 @@ impl Pods {
             container_exits,
             container_exits_rx: Mutex::new(Some(rx)),
             pod_cidrs: Mutex::new(pod_cidrs),
+            events,
             store,
             config,
             root,
@@ -183,10 +189,26 @@ impl Pods {
         let id = pod.snapshot().id;
         if pod.snapshot().state == PodState::Ready {
             tracing::info!(pod = %id, why, "pod sandbox is no longer ready");
-            if let Err(e) = self.save(pod, |r| r.state = PodState::NotReady) {
+            if let Err(e) = self.save_not_ready(pod) {
                 tracing::warn!(pod = %id, error = %e.message(), "saving pod state");
             }
         }
+    }
+
+    /// Ready → NotReady, stored, then announced (STOPPED: once, by whoever made the change).
+    /// The caller holds the pod's op lock (or recovers it before anyone else can).
+    fn save_not_ready(&self, pod: &Pod) -> Result<(), Status> {
+        let mut changed = false;
+        self.save(pod, |r| {
+            changed = r.state == PodState::Ready;
+            r.state = PodState::NotReady;
+        })?;
+        if changed {
+            let id = pod.snapshot().id;
+            self.events
+                .pod(k8s_cri::v1::ContainerEventType::ContainerStoppedEvent, &id);
+        }
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crust_network::{Attachment, Bandwidth, NetworkList, PortMapping};
 use crust_store::{name_key, PodNetwork, PodRecord, PodState};
-use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, Protocol};
+use k8s_cri::v1::{ContainerEventType, NamespaceMode, PodSandboxConfig, Protocol};
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -255,7 +255,15 @@ impl Pods {
                     record: std::sync::Mutex::new(record),
                     op: tokio::sync::Mutex::new(()),
                 });
-                self.index().pods.insert(id.clone(), pod.clone());
+                {
+                    // Announced before a Stop, Remove or the watcher can change it.
+                    let _op = pod.op.lock().await;
+                    self.index().pods.insert(id.clone(), pod.clone());
+                    self.events
+                        .pod(ContainerEventType::ContainerCreatedEvent, &id);
+                    self.events
+                        .pod(ContainerEventType::ContainerStartedEvent, &id);
+                }
                 self.watch(pod);
                 tracing::info!(pod = %id, name = %plan.name, "pod sandbox ready");
                 Ok(id)

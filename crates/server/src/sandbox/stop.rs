@@ -27,7 +27,7 @@ impl Pods {
         // Containers are stopped here once they exist (the container issue).
         self.teardown_network(pod).await?;
         if pod.snapshot().state == PodState::Ready {
-            self.save(pod, |r| r.state = PodState::NotReady)?;
+            self.save_not_ready(pod)?;
         }
         Ok(())
     }
@@ -100,6 +100,8 @@ impl Pods {
         if matches!(index.names.get(&key), Some(NameSlot::Created { id, .. }) if *id == record.id) {
             index.names.remove(&key);
         }
+        drop(index);
+        self.events.pod_deleted(&record);
         tracing::info!(pod = %record.id, "pod sandbox removed");
         Ok(())
     }

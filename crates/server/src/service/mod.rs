@@ -24,8 +24,12 @@ pub struct State {
     pub images: Arc<ImageManager>,
     pub pods: Arc<crate::sandbox::Pods>,
     pub containers: Arc<crate::container::Containers>,
+    /// Container and pod lifecycle events (GetContainerEvents).
+    pub events: Arc<crate::lifecycle::Events>,
     /// The Exec/Attach/PortForward HTTP server.
     pub streaming: crust_streaming::Server,
+    /// The previous CPU samples of the stats RPCs.
+    pub stats: crate::stats::Stats,
 }
 
 impl State {
@@ -45,8 +49,10 @@ impl State {
             crust_store::Store::open(&root.join("crust.db"))
                 .context("opening the metadata store")?,
         );
+        let events = Arc::new(crate::lifecycle::Events::default());
         let pods = crate::sandbox::Pods::open(
             store.clone(),
+            events.clone(),
             config.clone(),
             root.clone(),
             runroot.clone(),
@@ -64,6 +70,7 @@ impl State {
         .context("opening the image store")?;
         let containers = crate::container::Containers::open(
             store,
+            events.clone(),
             images.clone(),
             pods.clone(),
             config.clone(),
@@ -71,6 +78,7 @@ impl State {
             runroot.clone(),
         )
         .await?;
+        events.attach(&pods, &containers);
         let streaming = crust_streaming::Server::start(
             streaming_config(&config)?,
             Arc::new(crate::streaming::StreamBackend {
@@ -94,7 +102,9 @@ impl State {
             images,
             pods,
             containers,
+            events,
             streaming,
+            stats: crate::stats::Stats::default(),
         }))
     }
 }
