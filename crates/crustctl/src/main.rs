@@ -102,6 +102,11 @@ enum Command {
     Rm(cmd::rm::RmArgs),
     /// Update one or more running containers
     Update(cmd::update::UpdateArgs),
+    /// Checkpoint one or more running containers
+    Checkpoint(cmd::checkpoint::CheckpointArgs),
+    /// Stream the events of containers
+    #[command(visible_alias = "event")]
+    Events(cmd::events::EventsArgs),
     /// Time CRI workloads against the runtime (crust's benchmarks)
     Bench(bench::BenchArgs),
 }
@@ -151,6 +156,8 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Stop(args) => cmd::stop::run(&ctx, args, out).await,
         Command::Rm(args) => cmd::rm::run(&ctx, args, out).await,
         Command::Update(args) => cmd::update::run(&ctx, args, out).await,
+        Command::Checkpoint(args) => cmd::checkpoint::run(&ctx, args, out).await,
+        Command::Events(args) => cmd::events::run(&ctx, args, out).await,
         Command::Bench(args) => bench::run(&ctx, args, out).await,
     }
 }

@@ -2,8 +2,10 @@
 //! `containers` holds what the container verbs share.
 
 pub mod attach;
+pub mod checkpoint;
 pub mod containers;
 pub mod create;
+pub mod events;
 pub mod exec;
 pub mod imagefsinfo;
 pub mod images;
