@@ -12,6 +12,7 @@ packages=(
   skopeo umoci zstd jq ca-certificates
   openssl               # test certificates for the streaming server's TLS
   bsdutils procps       # script (terminal tests), pkill
+  criu                  # CheckpointContainer (runc checkpoint/restore)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -299,6 +299,7 @@ both_runtimes! {
     mount_propagation(53);
     pid_namespaces_and_cpu(54);
     crustd_restart_keeps_containers(55);
+    checkpoint_and_restore(77);
 }
 
 async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
@@ -1319,4 +1320,218 @@ async fn crustd_restart_keeps_containers(handler: &'static str, index: u8) {
     // Names stay reserved across the restart.
     let err = e.create(e.config("long", SLEEPER)).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+}
+
+/// Whether this node can checkpoint with `handler`: criu installed and `criu check` passing
+/// (criu 3.17 fails it on kernels from 6.13 on), and crun built with CRIU.
+fn criu_works(handler: &str) -> bool {
+    let check = std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let runtime = handler != "crun"
+        || std::process::Command::new("crun")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("+CRIU"));
+    check && runtime
+}
+
+/// The names in a tar archive.
+fn tar_names(data: &[u8]) -> Vec<String> {
+    tar::Archive::new(data)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+/// A tar of `(name, contents)` files.
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, name, *data).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+async fn checkpoint_and_restore(handler: &'static str, index: u8) {
+    let mut e = env(handler, index).await;
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("counter.tar");
+    let checkpoint = |id: &str, location: &Path| CheckpointContainerRequest {
+        container_id: id.into(),
+        location: location.display().to_string(),
+        timeout: 60,
+    };
+    // Bad requests lose nothing.
+    let err =
+        e.rt.checkpoint_container(checkpoint("", &location))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err =
+        e.rt.checkpoint_container(checkpoint("nosuchcontainer", &location))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    let counter = e
+        .run(e.config(
+            "counter",
+            &[
+                "sh",
+                "-c",
+                "i=0; while :; do i=$((i+1)); echo $i > /tmp/c; mv /tmp/c /tmp/count; sleep 0.1; done",
+            ],
+        ))
+        .await;
+    e.wait_for_file(&counter, "/tmp/count").await;
+    let err =
+        e.rt.checkpoint_container(checkpoint(&counter, Path::new("relative.tar")))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let taken = dir.path().join("taken.tar");
+    std::fs::write(&taken, "mine").unwrap();
+    let err =
+        e.rt.checkpoint_container(checkpoint(&counter, &taken))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "mine");
+
+    let result =
+        e.rt.checkpoint_container(checkpoint(&counter, &location))
+            .await;
+    // Either way the container goes on counting.
+    let running = e.status(&counter).await;
+    assert_eq!(
+        running.state,
+        ContainerState::ContainerRunning as i32,
+        "{running:?}"
+    );
+    let count = |s: String| s.trim().parse::<u64>().unwrap();
+    let before = count(e.sh_out(&counter, "cat /tmp/count").await);
+
+    if criu_works(handler) {
+        result.expect("CheckpointContainer");
+        let archive = std::fs::read(&location).unwrap();
+        let names = tar_names(&archive);
+        for want in ["config.dump", "spec.dump", "rootfs-diff.tar"] {
+            assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+        }
+        assert!(
+            names.iter().any(|n| n.starts_with("checkpoint/")),
+            "{names:?}"
+        );
+        // Restore into a new pod: the count goes on from where it was.
+        let mut config = e.pod_config.clone();
+        config.metadata.as_mut().unwrap().name += "-restored";
+        config.metadata.as_mut().unwrap().uid += "-restored";
+        let pod =
+            e.rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: handler.into(),
+            })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        let mut restored = e.config("counter", &["sleep", "1"]);
+        restored.image.as_mut().unwrap().image = location.display().to_string();
+        let id =
+            e.rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(restored),
+                sandbox_config: Some(config),
+            })
+            .await
+            .expect("CreateContainer from a checkpoint")
+            .into_inner()
+            .container_id;
+        e.start(&id).await.expect("StartContainer restores");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = count(e.sh_out(&id, "cat /tmp/count").await);
+        assert!(
+            after >= before,
+            "restored count {after} < checkpointed {before}"
+        );
+        let _ =
+            e.rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await;
+        return;
+    }
+
+    // No working CRIU here: a clear FailedPrecondition that says so, and no archive.
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("criu") || err.message().contains("CRIU"),
+        "{err:?}"
+    );
+    assert!(!location.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only taken.tar"
+    );
+    let later = count(e.sh_out(&counter, "sleep 0.3; cat /tmp/count").await);
+    assert!(
+        later > before,
+        "the container stopped counting: {before} then {later}"
+    );
+
+    // The restore side up to CRIU: an archive in the checkpoint layout (CRIU's images
+    // aside) becomes a container of the image it names, its rootfs changes in place;
+    // starting it asks the runtime to restore and reports why it could not.
+    let busybox = e.images.busybox.reference.clone();
+    let config_dump = serde_json::json!({
+        "id": counter, "name": "counter", "rootfsImageName": busybox, "runtime": handler,
+    });
+    let diff = tar_of(&[("tmp/from-checkpoint", b"41\n")]);
+    let archive = tar_of(&[
+        ("config.dump", config_dump.to_string().as_bytes()),
+        ("spec.dump", b"{}"),
+        ("checkpoint/inventory.img", b"not criu's"),
+        ("rootfs-diff.tar", &diff),
+    ]);
+    let handmade = dir.path().join("handmade.tar");
+    std::fs::write(&handmade, archive).unwrap();
+    let mut restored = e.config("restored", SLEEPER);
+    restored.image.as_mut().unwrap().image = handmade.display().to_string();
+    let id = e
+        .create(restored)
+        .await
+        .expect("CreateContainer from an archive");
+    let s = e.status(&id).await;
+    assert_eq!(s.image.as_ref().unwrap().image, busybox, "{s:?}");
+    assert_eq!(s.state, ContainerState::ContainerCreated as i32);
+    let err = e.start(&id).await.unwrap_err();
+    assert!(err.message().contains("restor"), "{err:?}");
+    let s = e.status(&id).await;
+    assert_eq!(s.reason, "StartError", "{s:?}");
+
+    // An archive that is not a checkpoint is refused, and nothing of it is left behind.
+    std::fs::write(dir.path().join("junk.tar"), tar_of(&[("hello", b"hi")])).unwrap();
+    let mut junk = e.config("junk", SLEEPER);
+    junk.image.as_mut().unwrap().image = dir.path().join("junk.tar").display().to_string();
+    let err = e.create(junk).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(e.crustd.root.join("containers"))
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .filter(|d| d.file_name().to_string_lossy().starts_with(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -163,6 +163,36 @@ async fn run_ps_inspect_logs_exec_update_stop_rm() {
     assert_eq!(streaming.code, 4, "{}", streaming.stderr);
     assert_eq!(streaming.stdout, "hi\n");
 
+    // checkpoint --export: the archive where criu works, else criu's reason.
+    let archive = dir.path().join("ck.tar");
+    let ck = run(
+        &crustd,
+        &["checkpoint", "--export", archive.to_str().unwrap(), &id],
+    );
+    // The default handler is crun where it is installed: it needs to be built with CRIU.
+    let criu_works = std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::process::Command::new("crun")
+            .arg("--version")
+            .output()
+            .map_or(true, |o| {
+                String::from_utf8_lossy(&o.stdout).contains("+CRIU")
+            });
+    if criu_works {
+        assert_eq!(ck.code, 0, "{}", ck.stderr);
+        assert_eq!(ck.stdout.trim(), id);
+        assert!(archive.is_file());
+    } else {
+        assert_ne!(ck.code, 0);
+        assert!(ck.stderr.to_lowercase().contains("criu"), "{}", ck.stderr);
+        assert!(!archive.exists());
+    }
+    let missing = run(&crustd, &["checkpoint", &id]);
+    assert_ne!(missing.code, 0);
+    assert!(missing.stderr.contains("--export"), "{}", missing.stderr);
+
     // update: the new limit shows in inspect.
     assert_eq!(ok(&crustd, &["update", "--memory", "64m", &id]).trim(), id);
     let inspect = json(&crustd, &["inspect", &id]);

@@ -96,6 +96,10 @@ pub struct ContainerRecord {
     #[serde(default)]
     pub layers: Vec<String>,
     pub user: ContainerUser,
+    /// For a container created from a checkpoint archive: the extracted archive (its CRIU
+    /// images under `checkpoint/`), which StartContainer restores instead of starting anew.
+    #[serde(default)]
+    pub restore_from: String,
 }
 
 impl ContainerRecord {

@@ -163,6 +163,7 @@ pub(super) mod tests {
             cgroups_path: "/crust/crust-c0ffee".into(),
             layers: vec![],
             user: Default::default(),
+            restore_from: String::new(),
         }
     }
 

@@ -2,12 +2,16 @@ use k8s_cri::v1::{CheckpointContainerRequest, CheckpointContainerResponse};
 use tonic::Status;
 
 use crate::service::State;
-use crate::status::unimplemented;
 
-/// CheckpointContainer: not built yet (issue 6).
+/// CheckpointContainer: CRIU dumps the running container into an archive at `location`; the
+/// container keeps running (container/checkpoint.rs).
 pub(super) async fn checkpoint_container(
-    _state: &State,
-    _req: CheckpointContainerRequest,
+    state: &State,
+    req: CheckpointContainerRequest,
 ) -> Result<CheckpointContainerResponse, Status> {
-    Err(unimplemented("CheckpointContainer"))
+    state
+        .containers
+        .checkpoint(&req.container_id, &req.location, req.timeout)
+        .await?;
+    Ok(CheckpointContainerResponse {})
 }
