@@ -4,6 +4,8 @@
 pub mod config;
 pub mod container;
 pub mod lifecycle;
+pub mod metric_set;
+pub mod metrics;
 mod names;
 pub mod sandbox;
 pub mod service;

@@ -1,13 +1,16 @@
 use k8s_cri::v1::{ListMetricDescriptorsRequest, ListMetricDescriptorsResponse};
 use tonic::Status;
 
+use crate::metric_set;
 use crate::service::State;
-use crate::status::unimplemented;
 
-/// ListMetricDescriptors: not built yet (issue 6).
+/// ListMetricDescriptors: the cAdvisor metric families ListPodSandboxMetrics reports, with
+/// their label keys (`metric_set.rs`). The same list for the life of the process.
 pub(super) async fn list_metric_descriptors(
     _state: &State,
     _req: ListMetricDescriptorsRequest,
 ) -> Result<ListMetricDescriptorsResponse, Status> {
-    Err(unimplemented("ListMetricDescriptors"))
+    Ok(ListMetricDescriptorsResponse {
+        descriptors: metric_set::descriptors(),
+    })
 }
