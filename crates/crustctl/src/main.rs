@@ -107,6 +107,12 @@ enum Command {
     /// Stream the events of containers
     #[command(visible_alias = "event")]
     Events(cmd::events::EventsArgs),
+    /// List container(s) resource usage statistics
+    Stats(cmd::stats::StatsArgs),
+    /// List pod statistics
+    Statsp(cmd::statsp::StatspArgs),
+    /// List pod metrics (the runtime's replacement for cAdvisor's /metrics/cadvisor)
+    Metricsp(cmd::metricsp::MetricspArgs),
     /// Time CRI workloads against the runtime (crust's benchmarks)
     Bench(bench::BenchArgs),
 }
@@ -158,6 +164,9 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Update(args) => cmd::update::run(&ctx, args, out).await,
         Command::Checkpoint(args) => cmd::checkpoint::run(&ctx, args, out).await,
         Command::Events(args) => cmd::events::run(&ctx, args, out).await,
+        Command::Stats(args) => cmd::stats::run(&ctx, args, out).await,
+        Command::Statsp(args) => cmd::statsp::run(&ctx, args, out).await,
+        Command::Metricsp(args) => cmd::metricsp::run(&ctx, args, out).await,
         Command::Bench(args) => bench::run(&ctx, args, out).await,
     }
 }
