@@ -110,6 +110,20 @@ pub fn controller_dir(layout: &Layout, controller: &str, path: &str) -> Option<P
     }
 }
 
+/// Where the cgroup `path` (cgroupfs form) is, for the stats readers: its directory in each
+/// v1 controller's hierarchy, or in the unified one.
+pub fn stats_cgroup(layout: &Layout, path: &str) -> crust_stats::Cgroup {
+    match layout {
+        Layout::V1(_) => crust_stats::Cgroup::V1(crust_stats::V1Dirs {
+            cpu: controller_dir(layout, "cpu", path),
+            cpuacct: controller_dir(layout, "cpuacct", path),
+            memory: controller_dir(layout, "memory", path),
+            pids: controller_dir(layout, "pids", path),
+        }),
+        Layout::V2(root) => crust_stats::Cgroup::V2(root.join(path.trim_start_matches('/'))),
+    }
+}
+
 /// The pod cgroup in cgroupfs path form. With the systemd driver kubelet names a slice
 /// (`kubepods-burstable-pod123.slice`), which lives at
 /// `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod123.slice`.
@@ -162,6 +176,39 @@ pub fn pod_cgroup_path(parent: &str, driver: CgroupDriver) -> Result<String, Cgr
                 path.push_str(".slice");
             }
             Ok(path)
+        }
+    }
+}
+
+/// A container's cgroup in cgroupfs path form, from the `cgroupsPath` of its OCI spec: as it
+/// is with the cgroupfs driver; with the systemd driver `slice:prefix:name` names the unit
+/// `prefix-name.scope` in the slice (the slice itself when `name` is one), where runc and
+/// crun put it. `None` for a path of neither form.
+pub fn container_cgroup_path(cgroups_path: &str, driver: CgroupDriver) -> Option<String> {
+    match driver {
+        CgroupDriver::Cgroupfs => cgroups_path
+            .starts_with('/')
+            .then(|| cgroups_path.trim_end_matches('/').to_string()),
+        CgroupDriver::Systemd => {
+            let mut parts = cgroups_path.splitn(3, ':');
+            let (slice, prefix, name) = (parts.next()?, parts.next()?, parts.next()?);
+            let slice = if slice.is_empty() {
+                "system.slice"
+            } else {
+                slice
+            };
+            let unit = if name.ends_with(".slice") {
+                name.to_string()
+            } else if prefix.is_empty() {
+                format!("{name}.scope")
+            } else {
+                format!("{prefix}-{name}.scope")
+            };
+            if unit.contains('/') {
+                return None;
+            }
+            let parent = pod_cgroup_path(slice, CgroupDriver::Systemd).ok()?;
+            Some(format!("{}/{unit}", parent.trim_end_matches('/')))
         }
     }
 }
@@ -319,6 +366,32 @@ mod tests {
         );
         assert!(pod_cgroup_path("/kubepods/pod1", CgroupDriver::Systemd).is_err());
         assert!(pod_cgroup_path("a--b.slice", CgroupDriver::Systemd).is_err());
+    }
+
+    #[test]
+    fn container_cgroups_where_the_runtime_puts_them() {
+        assert_eq!(
+            container_cgroup_path("/kubepods/pod1/crust-abc", CgroupDriver::Cgroupfs).as_deref(),
+            Some("/kubepods/pod1/crust-abc")
+        );
+        assert_eq!(
+            container_cgroup_path("kubepods-besteffort-pod2.slice:crust:abc", CgroupDriver::Systemd)
+                .as_deref(),
+            Some("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod2.slice/crust-abc.scope")
+        );
+        assert_eq!(
+            container_cgroup_path("system.slice:crust:abc", CgroupDriver::Systemd).as_deref(),
+            Some("/system.slice/crust-abc.scope")
+        );
+        assert_eq!(
+            container_cgroup_path(":crust:abc", CgroupDriver::Systemd).as_deref(),
+            Some("/system.slice/crust-abc.scope")
+        );
+        assert_eq!(
+            container_cgroup_path("relative", CgroupDriver::Cgroupfs),
+            None
+        );
+        assert_eq!(container_cgroup_path("/a/b", CgroupDriver::Systemd), None);
     }
 
     #[test]

@@ -2,12 +2,25 @@ use k8s_cri::v1::{ContainerStatsRequest, ContainerStatsResponse};
 use tonic::Status;
 
 use crate::service::State;
-use crate::status::unimplemented;
 
-/// ContainerStats: not built yet (issue 6).
+/// ContainerStats: one container's, whatever its state (a container that does not run has
+/// its attributes and writable layer only).
 pub(super) async fn container_stats(
-    _state: &State,
-    _req: ContainerStatsRequest,
+    state: &State,
+    req: ContainerStatsRequest,
 ) -> Result<ContainerStatsResponse, Status> {
-    Err(unimplemented("ContainerStats"))
+    if req.container_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "ContainerStats: container ID is empty",
+        ));
+    }
+    let record = state
+        .containers
+        .get("ContainerStats", &req.container_id)?
+        .snapshot();
+    let mut stats = state
+        .stats
+        .containers(&state.containers, vec![record])
+        .await?;
+    Ok(ContainerStatsResponse { stats: stats.pop() })
 }

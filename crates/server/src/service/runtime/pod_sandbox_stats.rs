@@ -1,13 +1,45 @@
+use crust_store::PodState;
 use k8s_cri::v1::{PodSandboxStatsRequest, PodSandboxStatsResponse};
 use tonic::Status;
 
+use crate::sandbox::Lookup;
 use crate::service::State;
-use crate::status::unimplemented;
 
-/// PodSandboxStats: not built yet (issue 6).
+/// PodSandboxStats: the pod cgroup's CPU, memory and process count, its network namespace's
+/// interfaces, and its containers' stats. Only a ready pod has them (as in containerd).
 pub(super) async fn pod_sandbox_stats(
-    _state: &State,
-    _req: PodSandboxStatsRequest,
+    state: &State,
+    req: PodSandboxStatsRequest,
 ) -> Result<PodSandboxStatsResponse, Status> {
-    Err(unimplemented("PodSandboxStats"))
+    let id = &req.pod_sandbox_id;
+    if id.is_empty() {
+        return Err(Status::invalid_argument(
+            "PodSandboxStats: pod sandbox ID is empty",
+        ));
+    }
+    let record = match state.pods.lookup(id) {
+        Lookup::Found(pod) => pod.snapshot(),
+        Lookup::NotFound => {
+            return Err(Status::not_found(format!(
+                "PodSandboxStats: pod sandbox {id:?} not found"
+            )))
+        }
+        Lookup::Ambiguous(ids) => {
+            return Err(Status::invalid_argument(format!(
+                "PodSandboxStats: pod sandbox ID prefix {id:?} matches {} pods",
+                ids.len()
+            )))
+        }
+    };
+    if record.state != PodState::Ready {
+        return Err(Status::failed_precondition(format!(
+            "PodSandboxStats: pod sandbox {} is not ready",
+            record.id
+        )));
+    }
+    let mut stats = state
+        .stats
+        .pods(&state.pods, &state.containers, vec![record])
+        .await?;
+    Ok(PodSandboxStatsResponse { stats: stats.pop() })
 }
