@@ -20,6 +20,15 @@ pub struct Config {
     /// OCI runtime handlers by name (RuntimeClass handler names).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where crustd serves its Prometheus metrics (`IP:PORT`, port 0: any free one, written to
+    /// `<runroot>/metrics.addr`); empty: no metrics server.
+    pub address: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +111,7 @@ impl Default for Config {
             runtime: RuntimeSection::default(),
             runtimes: BTreeMap::new(),
             streaming: StreamingConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -224,6 +234,18 @@ impl Config {
                 self.streaming.address
             )));
         }
+        if !self.metrics.address.is_empty()
+            && self
+                .metrics
+                .address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(invalid(format!(
+                "metrics.address: {:?} is not IP:PORT",
+                self.metrics.address
+            )));
+        }
         if self.streaming.stream_idle_timeout.is_zero() {
             return Err(invalid(
                 "streaming.stream_idle_timeout: must be above zero".into(),
@@ -313,6 +335,7 @@ mod tests {
         assert_eq!(c.network.conf_dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!(c.runtime.cgroup_driver, CgroupDriver::Cgroupfs);
         assert!(!c.runtime.default_handler.is_empty());
+        assert_eq!(c.metrics.address, "", "metrics are off by default");
     }
 
     #[test]
@@ -335,6 +358,8 @@ path = "/usr/bin/crun"
 [streaming]
 address = "0.0.0.0:10010"
 stream_idle_timeout = "30m"
+[metrics]
+address = "127.0.0.1:9123"
 "#,
             Path::new("/x.toml"),
         )
@@ -349,6 +374,7 @@ stream_idle_timeout = "30m"
         assert_eq!(c.runtime.default_handler, "fast");
         assert_eq!(c.streaming.address, "0.0.0.0:10010");
         assert_eq!(c.streaming.stream_idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.metrics.address, "127.0.0.1:9123");
     }
 
     #[test]
@@ -370,6 +396,8 @@ stream_idle_timeout = "30m"
             ("[runtimes.x]\npath = \"rel\"", "runtimes.x.path"),
             ("[streaming]\naddress = \"localhost\"", "streaming.address"),
             ("[streaming]\ntls_cert_file = \"/c.pem\"", "tls_key_file"),
+            ("[metrics]\naddress = \":9123\"", "metrics.address"),
+            ("[metrics]\nport = 9123", "port"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text, Path::new("/etc/crust/c.toml"))

@@ -28,6 +28,8 @@ pub struct State {
     pub events: Arc<crate::lifecycle::Events>,
     /// The Exec/Attach/PortForward HTTP server.
     pub streaming: crust_streaming::Server,
+    /// crustd's own Prometheus metrics (served when `[metrics] address` is set).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The previous CPU samples of the stats RPCs.
     pub stats: crate::stats::Stats,
 }
@@ -45,6 +47,8 @@ impl State {
             .with_context(|| format!("creating root {}", root.display()))?;
         std::fs::create_dir_all(&runroot)
             .with_context(|| format!("creating runroot {}", runroot.display()))?;
+        // Bound first: a taken address stops the start before anything is touched.
+        let metrics_listener = crate::metrics::bind(&config.metrics.address, &runroot).await?;
         let store = Arc::new(
             crust_store::Store::open(&root.join("crust.db"))
                 .context("opening the metadata store")?,
@@ -94,7 +98,7 @@ impl State {
             )
         })?;
         tracing::info!(url = %streaming.base_url(), "streaming server listening");
-        Ok(Arc::new(State {
+        let state = Arc::new(State {
             config,
             config_path,
             root,
@@ -104,8 +108,13 @@ impl State {
             containers,
             events,
             streaming,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             stats: crate::stats::Stats::default(),
-        }))
+        });
+        if let Some(listener) = metrics_listener {
+            crate::metrics::serve(listener, &state)?;
+        }
+        Ok(state)
     }
 }
 
@@ -133,6 +142,23 @@ pub(crate) fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// Runs one RPC: its future inside its span, the outcome logged and counted in the metrics
+/// with its duration (a future dropped before it ends, as when the client goes away, counts
+/// as Canceled).
+pub(crate) async fn observed<T>(
+    state: &State,
+    service: &'static str,
+    rpc: &'static str,
+    span: tracing::Span,
+    fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    use tracing::Instrument;
+    let timer = crate::metrics::RpcTimer::start(&state.metrics, service, rpc);
+    let result = fut.instrument(span).await;
+    timer.finish(&result);
+    traced(rpc, result)
 }
 
 /// Logs the outcome of an RPC inside its span.

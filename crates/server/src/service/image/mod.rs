@@ -5,9 +5,9 @@ use std::sync::Arc;
 use k8s_cri::v1::image_service_server::ImageService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
-use super::{traced, State};
+use super::{observed, State};
+use crate::metrics::IMAGE_SERVICE;
 
 mod fs_info;
 mod list;
@@ -23,6 +23,18 @@ impl ImageSvc {
     pub fn new(state: Arc<State>) -> ImageSvc {
         ImageSvc { state }
     }
+}
+
+/// Runs one RPC's future inside its span, logs its outcome and counts it in the metrics.
+async fn run<T>(
+    state: &State,
+    rpc: &'static str,
+    span: tracing::Span,
+    fut: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    observed(state, IMAGE_SERVICE, rpc, span, fut)
+        .await
+        .map(Response::new)
 }
 
 fn image_name(spec: &Option<ImageSpec>) -> &str {
@@ -54,13 +66,13 @@ impl ImageService for ImageSvc {
         req: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
         let span = tracing::info_span!("ListImages");
-        traced(
+        run(
+            &self.state,
             "ListImages",
-            list::list_images(&self.state, req.into_inner())
-                .instrument(span)
-                .await,
+            span,
+            list::list_images(&self.state, req.into_inner()),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn image_status(
@@ -69,13 +81,13 @@ impl ImageService for ImageSvc {
     ) -> Result<Response<ImageStatusResponse>, Status> {
         let req = req.into_inner();
         let span = tracing::info_span!("ImageStatus", image = image_name(&req.image));
-        traced(
+        run(
+            &self.state,
             "ImageStatus",
-            status::image_status(&self.state, req)
-                .instrument(span)
-                .await,
+            span,
+            status::image_status(&self.state, req),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn pull_image(
@@ -84,11 +96,13 @@ impl ImageService for ImageSvc {
     ) -> Result<Response<PullImageResponse>, Status> {
         let req = req.into_inner();
         let span = tracing::info_span!("PullImage", image = image_name(&req.image));
-        traced(
+        run(
+            &self.state,
             "PullImage",
-            pull::pull_image(&self.state, req).instrument(span).await,
+            span,
+            pull::pull_image(&self.state, req),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn remove_image(
@@ -97,13 +111,13 @@ impl ImageService for ImageSvc {
     ) -> Result<Response<RemoveImageResponse>, Status> {
         let req = req.into_inner();
         let span = tracing::info_span!("RemoveImage", image = image_name(&req.image));
-        traced(
+        run(
+            &self.state,
             "RemoveImage",
-            remove::remove_image(&self.state, req)
-                .instrument(span)
-                .await,
+            span,
+            remove::remove_image(&self.state, req),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn image_fs_info(
@@ -111,12 +125,12 @@ impl ImageService for ImageSvc {
         req: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
         let span = tracing::info_span!("ImageFsInfo");
-        traced(
+        run(
+            &self.state,
             "ImageFsInfo",
-            fs_info::image_fs_info(&self.state, req.into_inner())
-                .instrument(span)
-                .await,
+            span,
+            fs_info::image_fs_info(&self.state, req.into_inner()),
         )
-        .map(Response::new)
+        .await
     }
 }

@@ -5,7 +5,7 @@ use crate::service::State;
 use crate::status::image_error;
 
 /// PullImage: fetch the image (coalesced with identical pulls) and answer with its ID, as
-/// containerd does.
+/// containerd does. Counted in the pull metrics (result, image size, duration).
 pub(super) async fn pull_image(
     state: &State,
     req: PullImageRequest,
@@ -17,11 +17,13 @@ pub(super) async fn pull_image(
         ));
     }
     let creds = req.auth.map(credentials);
-    let image = state
-        .images
-        .pull(&name, creds)
-        .await
-        .map_err(|e| image_error(&format!("pulling image {name:?}"), &e))?;
+    let started = std::time::Instant::now();
+    let result = state.images.pull(&name, creds).await;
+    state.metrics.image_pull(
+        result.as_ref().map(|image| image.size).map_err(drop),
+        started.elapsed(),
+    );
+    let image = result.map_err(|e| image_error(&format!("pulling image {name:?}"), &e))?;
     Ok(PullImageResponse {
         image_ref: image.id,
     })

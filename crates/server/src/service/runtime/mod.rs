@@ -6,9 +6,9 @@ use std::sync::Arc;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
-use super::{traced, State};
+use super::{observed, State};
+use crate::metrics::RUNTIME_SERVICE;
 
 mod attach;
 mod checkpoint_container;
@@ -55,13 +55,16 @@ fn token_error(e: crust_streaming::TokenError) -> Status {
     Status::resource_exhausted(format!("streaming: {e}"))
 }
 
-/// Runs one RPC's future inside its span and logs its outcome.
+/// Runs one RPC's future inside its span, logs its outcome and counts it in the metrics.
 async fn run<T>(
+    state: &State,
     rpc: &'static str,
     span: tracing::Span,
     fut: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<Response<T>, Status> {
-    traced(rpc, fut.instrument(span).await).map(Response::new)
+    observed(state, RUNTIME_SERVICE, rpc, span, fut)
+        .await
+        .map(Response::new)
 }
 
 /// RPCs on one container (the request's `container_id` names the span): each is its
@@ -81,7 +84,8 @@ macro_rules! container_rpcs {
                 Box::pin(async move {
                     let req = req.into_inner();
                     let span = tracing::info_span!($rpc, container = %req.container_id);
-                    run($rpc, span, $method::$method(&self.state, req)).await
+                    let fut = $method::$method(&self.state, req);
+                    run(&self.state, $rpc, span, fut).await
                 })
             }
         )*
@@ -104,7 +108,8 @@ macro_rules! plain_rpcs {
             {
                 Box::pin(async move {
                     let span = tracing::info_span!($rpc);
-                    run($rpc, span, $method::$method(&self.state, req.into_inner())).await
+                    let fut = $method::$method(&self.state, req.into_inner());
+                    run(&self.state, $rpc, span, fut).await
                 })
             }
         )*
@@ -118,11 +123,13 @@ impl RuntimeService for RuntimeSvc {
         req: Request<VersionRequest>,
     ) -> Result<Response<VersionResponse>, Status> {
         let span = tracing::info_span!("Version");
-        traced(
+        run(
+            &self.state,
             "Version",
-            version::version(req.into_inner()).instrument(span).await,
+            span,
+            version::version(req.into_inner()),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn status(
@@ -130,13 +137,13 @@ impl RuntimeService for RuntimeSvc {
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let span = tracing::info_span!("Status");
-        traced(
+        run(
+            &self.state,
             "Status",
-            status::status(&self.state, req.into_inner())
-                .instrument(span)
-                .await,
+            span,
+            status::status(&self.state, req.into_inner()),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn runtime_config(
@@ -144,13 +151,13 @@ impl RuntimeService for RuntimeSvc {
         req: Request<RuntimeConfigRequest>,
     ) -> Result<Response<RuntimeConfigResponse>, Status> {
         let span = tracing::info_span!("RuntimeConfig");
-        traced(
+        run(
+            &self.state,
             "RuntimeConfig",
-            runtime_config::runtime_config(&self.state, req.into_inner())
-                .instrument(span)
-                .await,
+            span,
+            runtime_config::runtime_config(&self.state, req.into_inner()),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn run_pod_sandbox(
@@ -165,13 +172,13 @@ impl RuntimeService for RuntimeSvc {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let span = tracing::info_span!("RunPodSandbox", pod_name = %name);
-        traced(
+        run(
+            &self.state,
             "RunPodSandbox",
-            run_pod_sandbox::run_pod_sandbox(&self.state, req)
-                .instrument(span)
-                .await,
+            span,
+            run_pod_sandbox::run_pod_sandbox(&self.state, req),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn stop_pod_sandbox(
@@ -180,13 +187,13 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
         let req = req.into_inner();
         let span = tracing::info_span!("StopPodSandbox", pod = %req.pod_sandbox_id);
-        traced(
+        run(
+            &self.state,
             "StopPodSandbox",
-            stop_pod_sandbox::stop_pod_sandbox(&self.state, req)
-                .instrument(span)
-                .await,
+            span,
+            stop_pod_sandbox::stop_pod_sandbox(&self.state, req),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn remove_pod_sandbox(
@@ -195,13 +202,13 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
         let req = req.into_inner();
         let span = tracing::info_span!("RemovePodSandbox", pod = %req.pod_sandbox_id);
-        traced(
+        run(
+            &self.state,
             "RemovePodSandbox",
-            remove_pod_sandbox::remove_pod_sandbox(&self.state, req)
-                .instrument(span)
-                .await,
+            span,
+            remove_pod_sandbox::remove_pod_sandbox(&self.state, req),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn pod_sandbox_status(
@@ -210,13 +217,13 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
         let req = req.into_inner();
         let span = tracing::info_span!("PodSandboxStatus", pod = %req.pod_sandbox_id);
-        traced(
+        run(
+            &self.state,
             "PodSandboxStatus",
-            pod_sandbox_status::pod_sandbox_status(&self.state, req)
-                .instrument(span)
-                .await,
+            span,
+            pod_sandbox_status::pod_sandbox_status(&self.state, req),
         )
-        .map(Response::new)
+        .await
     }
 
     async fn list_pod_sandbox(
@@ -224,13 +231,13 @@ impl RuntimeService for RuntimeSvc {
         req: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
         let span = tracing::info_span!("ListPodSandbox");
-        traced(
+        run(
+            &self.state,
             "ListPodSandbox",
-            list_pod_sandbox::list_pod_sandbox(&self.state, req.into_inner())
-                .instrument(span)
-                .await,
+            span,
+            list_pod_sandbox::list_pod_sandbox(&self.state, req.into_inner()),
         )
-        .map(Response::new)
+        .await
     }
 
     type GetContainerEventsStream = tonic::codegen::BoxStream<ContainerEventResponse>;
@@ -248,6 +255,7 @@ impl RuntimeService for RuntimeSvc {
             .unwrap_or_default();
         let span = tracing::info_span!("CreateContainer", pod = %req.pod_sandbox_id, name = %name);
         run(
+            &self.state,
             "CreateContainer",
             span,
             create_container::create_container(&self.state, req),
@@ -261,6 +269,7 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<ListContainersResponse>, Status> {
         let span = tracing::info_span!("ListContainers");
         run(
+            &self.state,
             "ListContainers",
             span,
             list_containers::list_containers(&self.state, req.into_inner()),
@@ -287,6 +296,7 @@ impl RuntimeService for RuntimeSvc {
         let req = req.into_inner();
         let span = tracing::info_span!("PortForward", pod = %req.pod_sandbox_id);
         run(
+            &self.state,
             "PortForward",
             span,
             port_forward::port_forward(&self.state, req),
@@ -301,6 +311,7 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
         let span = tracing::info_span!("GetContainerEvents");
         run(
+            &self.state,
             "GetContainerEvents",
             span,
             get_container_events::get_container_events(&self.state, req.into_inner()),
@@ -315,6 +326,7 @@ impl RuntimeService for RuntimeSvc {
         let req = req.into_inner();
         let span = tracing::info_span!("CheckpointContainer", container = %req.container_id);
         run(
+            &self.state,
             "CheckpointContainer",
             span,
             checkpoint_container::checkpoint_container(&self.state, req),
