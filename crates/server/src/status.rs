@@ -32,10 +32,6 @@ pub fn store_error(context: &str, err: &crust_store::StoreError) -> Status {
     Status::internal(format!("{context}: {err}"))
 }
 
-pub fn unimplemented(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented by crust yet"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,9 +49,5 @@ mod tests {
             },
         )));
         assert_eq!(image_error("x", &shared).code(), Code::Unauthenticated);
-        assert_eq!(unimplemented("RunPodSandbox").code(), Code::Unimplemented);
-        assert!(unimplemented("RunPodSandbox")
-            .message()
-            .contains("RunPodSandbox"));
     }
 }
