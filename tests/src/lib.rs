@@ -13,6 +13,9 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+mod pod_env;
+pub use pod_env::{kv, pod_config, stop_and_remove_pod, PodEnv, PodEnvBuilder};
+
 /// Path of a workspace binary next to the running test executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -51,6 +54,21 @@ impl Crustd {
     pub async fn start(config: &str) -> anyhow::Result<Crustd> {
         let config = config.to_string();
         Crustd::start_with(move |_| config).await
+    }
+
+    /// Starts crustd on `net` (its plugins looked for in `bin_dirs`, then /usr/lib/cni), with
+    /// hosts.toml files read from `<dir>/certs.d` and `extra` TOML after the `[network]`
+    /// section.
+    pub async fn start_on(net: &PodNet, bin_dirs: &[&Path], extra: &str) -> anyhow::Result<Crustd> {
+        let network = net.config(bin_dirs);
+        let extra = extra.to_string();
+        Crustd::start_with(move |dir| {
+            format!(
+                "[registry]\nconfig_path = {:?}\n{network}{extra}",
+                dir.join("certs.d").display().to_string()
+            )
+        })
+        .await
     }
 
     /// Starts crustd with the config `make_config` writes for the instance's directory.
@@ -185,14 +203,20 @@ impl Crustd {
             .join(diff_id.trim_start_matches("sha256:"))
     }
 
-    /// Runs crustctl against this daemon.
-    pub fn crustctl(&self, args: &[&str]) -> std::process::Output {
-        Command::new(binary("crustctl"))
-            .arg("--runtime-endpoint")
+    /// crustctl with this daemon's endpoint and a 60s timeout, stdio left to the caller.
+    pub fn crustctl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("crustctl"));
+        cmd.arg("--runtime-endpoint")
             .arg(format!("unix://{}", self.socket.display()))
             .arg("--timeout")
             .arg("60s")
-            .args(args)
+            .args(args);
+        cmd
+    }
+
+    /// Runs crustctl against this daemon.
+    pub fn crustctl(&self, args: &[&str]) -> std::process::Output {
+        self.crustctl_command(args)
             .stdin(Stdio::null())
             .output()
             .expect("running crustctl")

@@ -3,250 +3,32 @@
 //! effect from inside the container. Each test runs once per OCI runtime (`_runc`, `_crun`).
 //! These tests need root.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crust_testenv::{push_standard_images, Registry, StandardImages};
-use crust_tests::{mounts_under, Crustd, PodNet};
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use crust_tests::{kv, mounts_under, pod_config, PodEnv};
 use k8s_cri::v1::*;
-use tonic::transport::Channel;
 use tonic::Code;
 
-/// One crustd with a pod on its own bridge, the standard images pulled.
-struct Env {
-    _reg: Registry,
-    images: StandardImages,
-    _net: PodNet,
-    crustd: Crustd,
-    rt: RuntimeServiceClient<Channel>,
-    images_client: ImageServiceClient<Channel>,
-    handler: &'static str,
-    pod: String,
-    pod_config: PodSandboxConfig,
-    logs: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 /// Bridge indexes: each test its own (10.88.<index>.0/24), away from pods.rs' 11..40.
-async fn env(handler: &'static str, index: u8) -> Env {
+async fn env(handler: &'static str, index: u8) -> PodEnv {
     env_with(handler, index, false).await
 }
 
 /// With `privileged`, the pod allows privileged containers.
-async fn env_with(handler: &'static str, index: u8, privileged: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::start().await.unwrap();
-    let images = push_standard_images(&reg, None).await.unwrap();
-    let net = PodNet::new(dir.path(), index);
-    let network = net.config(&[]);
-    let crustd = Crustd::start_with(move |d| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n[runtimes.crun]\npath = \"/usr/bin/crun\"\n",
-            d.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts");
-    let mut img = crustd.images().await.unwrap();
-    for pushed in [&images.busybox, &images.nonroot] {
-        img.pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: pushed.reference.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pull");
-    }
-    let mut rt = crustd.runtime().await.unwrap();
-    let logs = dir.path().join("logs");
-    let pod_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: format!("ctr-{handler}-{index}"),
-            uid: format!("uid-{index}-{}", std::process::id()),
-            namespace: "crust-test".into(),
-            attempt: 0,
-        }),
-        hostname: "ctr".into(),
-        log_directory: logs.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/crust-test-{index}-{}", std::process::id()),
-            security_context: Some(LinuxSandboxSecurityContext {
+async fn env_with(handler: &'static str, index: u8, privileged: bool) -> PodEnv {
+    PodEnv::builder(handler, index)
+        .pull_nonroot()
+        .pod(move |logs| {
+            let mut c = pod_config(&format!("ctr-{handler}-{index}"), "ctr", logs);
+            c.linux.as_mut().unwrap().security_context = Some(LinuxSandboxSecurityContext {
                 privileged,
                 ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: handler.into(),
+            });
+            c
         })
+        .build()
         .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    Env {
-        _reg: reg,
-        images,
-        _net: net,
-        images_client: img,
-        crustd,
-        rt,
-        handler,
-        pod,
-        pod_config,
-        logs,
-        _dir: dir,
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Remove the pod (and its containers) through crustd so nothing outlives the test.
-        let mut rt = self.rt.clone();
-        let pod = self.pod.clone();
-        let done = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async move {
-                    let _ = rt
-                        .remove_pod_sandbox(RemovePodSandboxRequest {
-                            pod_sandbox_id: pod,
-                        })
-                        .await;
-                })
-        });
-        let _ = done.join();
-    }
-}
-
-fn kv(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-impl Env {
-    fn config(&self, name: &str, cmd: &[&str]) -> ContainerConfig {
-        ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: self.images.busybox.reference.clone(),
-                ..Default::default()
-            }),
-            command: cmd.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}/0.log"),
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext::default()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    async fn create(&mut self, config: ContainerConfig) -> Result<String, tonic::Status> {
-        self.rt
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: self.pod.clone(),
-                config: Some(config),
-                sandbox_config: Some(self.pod_config.clone()),
-            })
-            .await
-            .map(|r| r.into_inner().container_id)
-    }
-
-    async fn start(&mut self, id: &str) -> Result<(), tonic::Status> {
-        self.rt
-            .start_container(StartContainerRequest {
-                container_id: id.into(),
-            })
-            .await
-            .map(|_| ())
-    }
-
-    async fn run(&mut self, config: ContainerConfig) -> String {
-        let id = self.create(config).await.expect("CreateContainer");
-        self.start(&id).await.expect("StartContainer");
-        id
-    }
-
-    async fn status(&mut self, id: &str) -> ContainerStatus {
-        self.rt
-            .container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .expect("ContainerStatus")
-            .into_inner()
-            .status
-            .unwrap()
-    }
-
-    async fn wait_exited(&mut self, id: &str) -> ContainerStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = self.status(id).await;
-            if s.state == ContainerState::ContainerExited as i32 {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "container {id} did not exit: {s:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Runs the container to its end; returns its status and its CRI log.
-    async fn run_to_end(&mut self, config: ContainerConfig) -> (ContainerStatus, String) {
-        let id = self.run(config).await;
-        let s = self.wait_exited(&id).await;
-        let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
-        (s, log)
-    }
-
-    async fn exec(&mut self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
-        self.rt
-            .exec_sync(ExecSyncRequest {
-                container_id: id.into(),
-                cmd: cmd.iter().map(|s| s.to_string()).collect(),
-                timeout: 10,
-            })
-            .await
-            .expect("ExecSync")
-            .into_inner()
-    }
-
-    async fn sh_out(&mut self, id: &str, script: &str) -> String {
-        let r = self.exec(id, &["sh", "-c", script]).await;
-        assert_eq!(
-            r.exit_code,
-            0,
-            "{script}: stderr {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        String::from_utf8_lossy(&r.stdout).into_owned()
-    }
-
-    fn security(config: &mut ContainerConfig) -> &mut LinuxContainerSecurityContext {
-        config
-            .linux
-            .get_or_insert_with(Default::default)
-            .security_context
-            .get_or_insert_with(Default::default)
-    }
 }
 
 /// The messages of a CRI log: (stream, tag, message) per record.
@@ -400,7 +182,7 @@ async fn logs_exit_codes_and_reasons(handler: &'static str, index: u8) {
 async fn user_and_groups(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
     let mut c = e.config("ids", SLEEPER);
-    let sc = Env::security(&mut c);
+    let sc = PodEnv::security(&mut c);
     sc.run_as_user = Some(Int64Value { value: 1000 });
     sc.run_as_group = Some(Int64Value { value: 2000 });
     sc.supplemental_groups = vec![3000];
@@ -416,7 +198,7 @@ async fn user_and_groups(handler: &'static str, index: u8) {
     // A name from the image's /etc/passwd, and the groups /etc/group gives it (Merge).
     let mut c = e.config("named", SLEEPER);
     c.image.as_mut().unwrap().image = e.images.nonroot.reference.clone();
-    Env::security(&mut c).run_as_username = "crustuser".into();
+    PodEnv::security(&mut c).run_as_username = "crustuser".into();
     let id = e.run(c).await;
     assert_eq!(e.sh_out(&id, "id -u; id -g").await, "1234\n1234\n");
     let groups = e.sh_out(&id, "id -G").await;
@@ -425,7 +207,7 @@ async fn user_and_groups(handler: &'static str, index: u8) {
     // Strict: only the request's groups, none from the image.
     let mut c = e.config("strict", SLEEPER);
     c.image.as_mut().unwrap().image = e.images.nonroot.reference.clone();
-    let sc = Env::security(&mut c);
+    let sc = PodEnv::security(&mut c);
     sc.run_as_username = "crustuser".into();
     sc.supplemental_groups = vec![4000];
     sc.supplemental_groups_policy = SupplementalGroupsPolicy::Strict as i32;
@@ -440,7 +222,7 @@ async fn user_and_groups(handler: &'static str, index: u8) {
 
     // A name the image does not know is refused.
     let mut c = e.config("ghost", SLEEPER);
-    Env::security(&mut c).run_as_username = "ghost".into();
+    PodEnv::security(&mut c).run_as_username = "ghost".into();
     let err = e.create(c).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("ghost"), "{err:?}");
@@ -467,7 +249,7 @@ async fn capabilities_and_privileged(handler: &'static str, index: u8) {
     e.sh_out(&id, "touch /tmp/f && chown 5 /tmp/f").await;
 
     let mut c = e.config("dropped", SLEEPER);
-    Env::security(&mut c).capabilities = Some(Capability {
+    PodEnv::security(&mut c).capabilities = Some(Capability {
         drop_capabilities: vec!["CHOWN".into()],
         add_capabilities: vec!["NET_ADMIN".into()],
         ..Default::default()
@@ -481,7 +263,7 @@ async fn capabilities_and_privileged(handler: &'static str, index: u8) {
     assert_ne!(r.exit_code, 0, "chown without CAP_CHOWN must fail");
 
     let mut c = e.config("dropall", SLEEPER);
-    Env::security(&mut c).capabilities = Some(Capability {
+    PodEnv::security(&mut c).capabilities = Some(Capability {
         drop_capabilities: vec!["ALL".into()],
         ..Default::default()
     });
@@ -489,7 +271,7 @@ async fn capabilities_and_privileged(handler: &'static str, index: u8) {
     assert_eq!(cap_eff(&e.sh_out(&id, "cat /proc/self/status").await), 0);
 
     let mut c = e.config("unknowncap", SLEEPER);
-    Env::security(&mut c).capabilities = Some(Capability {
+    PodEnv::security(&mut c).capabilities = Some(Capability {
         add_capabilities: vec!["NOT_A_CAP".into()],
         ..Default::default()
     });
@@ -498,7 +280,7 @@ async fn capabilities_and_privileged(handler: &'static str, index: u8) {
 
     // Privileged: every capability crustd holds, /sys writable, nothing masked.
     let mut c = e.config("privileged", SLEEPER);
-    Env::security(&mut c).privileged = true;
+    PodEnv::security(&mut c).privileged = true;
     let id = e.run(c).await;
     let eff = cap_eff(&e.sh_out(&id, "cat /proc/self/status").await);
     assert!(eff & CAP_SYS_ADMIN != 0, "{eff:x}");
@@ -544,7 +326,7 @@ async fn seccomp_profiles(handler: &'static str, index: u8) {
         })
     };
     let mut c = e.config("default", SLEEPER);
-    Env::security(&mut c).seccomp = profile(security_profile::ProfileType::RuntimeDefault, "");
+    PodEnv::security(&mut c).seccomp = profile(security_profile::ProfileType::RuntimeDefault, "");
     let id = e.run(c).await;
     assert_eq!(
         seccomp_mode(&e.sh_out(&id, "cat /proc/self/status").await),
@@ -559,7 +341,7 @@ async fn seccomp_profiles(handler: &'static str, index: u8) {
     );
 
     let mut c = e.config("unconfined", SLEEPER);
-    Env::security(&mut c).seccomp = profile(security_profile::ProfileType::Unconfined, "");
+    PodEnv::security(&mut c).seccomp = profile(security_profile::ProfileType::Unconfined, "");
     let id = e.run(c).await;
     assert_eq!(
         seccomp_mode(&e.sh_out(&id, "cat /proc/self/status").await),
@@ -578,7 +360,7 @@ async fn seccomp_profiles(handler: &'static str, index: u8) {
     )
     .unwrap();
     let mut c = e.config("localhost", SLEEPER);
-    Env::security(&mut c).seccomp = profile(
+    PodEnv::security(&mut c).seccomp = profile(
         security_profile::ProfileType::Localhost,
         &path.display().to_string(),
     );
@@ -599,7 +381,7 @@ async fn readonly_rootfs_and_mounts(handler: &'static str, index: u8) {
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("from-host"), "hi\n").unwrap();
     let mut c = e.config("ro", SLEEPER);
-    Env::security(&mut c).readonly_rootfs = true;
+    PodEnv::security(&mut c).readonly_rootfs = true;
     c.mounts = vec![
         Mount {
             container_path: "/data".into(),
@@ -658,7 +440,7 @@ async fn readonly_rootfs_and_mounts(handler: &'static str, index: u8) {
     let b = e.run(e.config("b", SLEEPER)).await;
     e.sh_out(&a, "echo mine > /etc/only-a").await;
     // The writable layers are what ImageFsInfo counts as container filesystems.
-    let used = |e: &Env| {
+    let used = |e: &PodEnv| {
         let mut img = e.images_client.clone();
         async move {
             img.image_fs_info(ImageFsInfoRequest {})
@@ -770,7 +552,7 @@ async fn stop_signal_and_timeout(handler: &'static str, index: u8) {
         .await
         .unwrap();
     }
-    let err = e.status_err("no-such-container").await;
+    let err = status_err(&mut e, "no-such-container").await;
     assert_eq!(err.code(), Code::NotFound);
     // StopPodSandbox stops what still runs.
     let id = e.run(e.config("left", SLEEPER)).await;
@@ -785,53 +567,40 @@ async fn stop_signal_and_timeout(handler: &'static str, index: u8) {
     );
 }
 
-impl Env {
-    /// A file of the container's own cgroup for `controller` (this node's controllers are on
-    /// cgroup v1), trimmed; its path comes from the verbose ContainerStatus.
-    async fn cgroup_file(&mut self, id: &str, controller: &str, file: &str) -> String {
-        let info = self
-            .rt
-            .container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .info;
-        let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-        let cgroup = info["cgroupsPath"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches('/');
-        let path = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(cgroup)
-            .join(file);
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-            .trim()
-            .to_string()
-    }
+/// A file of the container's own cgroup for `controller` (this node's controllers are on
+/// cgroup v1), trimmed; its path comes from the verbose ContainerStatus.
+async fn cgroup_file(e: &mut PodEnv, id: &str, controller: &str, file: &str) -> String {
+    let info =
+        e.rt.container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cgroup = info["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/');
+    let path = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(cgroup)
+        .join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
 
-    /// Waits until `path` exists in the container (its script reached that point).
-    async fn wait_for_file(&mut self, id: &str, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.exec(id, &["test", "-e", path]).await.exit_code != 0 {
-            assert!(Instant::now() < deadline, "{path} never appeared in {id}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn status_err(&mut self, id: &str) -> tonic::Status {
-        self.rt
-            .container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .unwrap_err()
-    }
+async fn status_err(e: &mut PodEnv, id: &str) -> tonic::Status {
+    e.rt.container_status(ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    })
+    .await
+    .unwrap_err()
 }
 
 async fn exec_sync(handler: &'static str, index: u8) {
@@ -912,7 +681,7 @@ async fn update_resources(handler: &'static str, index: u8) {
     assert_eq!(linux.cpu_quota, 50000);
     // The container's own cgroup has the limit (seen from the node).
     assert_eq!(
-        e.cgroup_file(&id, "memory", "memory.limit_in_bytes").await,
+        cgroup_file(&mut e, &id, "memory", "memory.limit_in_bytes").await,
         (64u64 << 20).to_string()
     );
     // Invalid values: InvalidArgument, nothing changed.
@@ -1020,7 +789,7 @@ async fn process_and_environment(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
     // An image with an entrypoint, a cmd, env, a working dir and a stop signal.
     let image = crust_testenv::push_configured_image(
-        &e._reg,
+        &e.reg,
         "crust/configured:latest",
         serde_json::json!({
             "Entrypoint": ["/bin/sh", "-c"],
@@ -1042,7 +811,7 @@ async fn process_and_environment(handler: &'static str, index: u8) {
     })
     .await
     .unwrap();
-    let configured = |e: &Env, name: &str| {
+    let configured = |e: &PodEnv, name: &str| {
         let mut c = e.config(name, &[]);
         c.image.as_mut().unwrap().image = image.reference.clone();
         c
@@ -1220,7 +989,7 @@ async fn mount_propagation(handler: &'static str, index: u8) {
 async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
     let with_pid = |mut c: ContainerConfig, mode: NamespaceMode, target: &str| {
-        Env::security(&mut c).namespace_options = Some(NamespaceOption {
+        PodEnv::security(&mut c).namespace_options = Some(NamespaceOption {
             pid: mode as i32,
             target_id: target.into(),
             ..Default::default()
@@ -1274,9 +1043,12 @@ async fn pid_namespaces_and_cpu(handler: &'static str, index: u8) {
         ..Default::default()
     });
     let id = e.run(c).await;
-    assert_eq!(e.cgroup_file(&id, "cpu", "cpu.cfs_quota_us").await, "25000");
-    assert_eq!(e.cgroup_file(&id, "cpu", "cpu.shares").await, "256");
-    assert_eq!(e.cgroup_file(&id, "cpuset", "cpuset.cpus").await, "0");
+    assert_eq!(
+        cgroup_file(&mut e, &id, "cpu", "cpu.cfs_quota_us").await,
+        "25000"
+    );
+    assert_eq!(cgroup_file(&mut e, &id, "cpu", "cpu.shares").await, "256");
+    assert_eq!(cgroup_file(&mut e, &id, "cpuset", "cpuset.cpus").await, "0");
     assert_eq!(
         e.sh_out(&id, "grep Cpus_allowed_list /proc/self/status")
             .await
