@@ -8,8 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crust_testenv::{push_standard_images, Registry, StandardImages};
-use crust_tests::{binary, Crustd, PodNet};
+use crust_tests::{binary, stop_and_remove_pod, Crustd, PodEnv, PodNet};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tokio::sync::mpsc;
@@ -24,54 +23,10 @@ const DELETED: i32 = ContainerEventType::ContainerDeletedEvent as i32;
 /// How long one awaited event may take on a busy machine.
 const EVENT_WAIT: Duration = Duration::from_secs(60);
 
-/// crustd on a CNI bridge of the test's own, busybox pulled.
-struct Env {
-    _reg: Registry,
-    images: StandardImages,
-    _net: PodNet,
-    crustd: Crustd,
-    rt: RuntimeServiceClient<Channel>,
-    handler: &'static str,
-    index: u8,
-    _dir: tempfile::TempDir,
-}
-
+/// crustd on a CNI bridge of the test's own, busybox pulled, no pod yet.
 /// Bridge indexes 91..95 (and 191..195 for crun): away from the other test files'.
-async fn env(handler: &'static str, index: u8) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::start().await.unwrap();
-    let images = push_standard_images(&reg, None).await.unwrap();
-    let net = PodNet::new(dir.path(), index);
-    let network = net.config(&[]);
-    let crustd = Crustd::start_with(move |d| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n[runtimes.crun]\npath = \"/usr/bin/crun\"\n",
-            d.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts");
-    let mut img = crustd.images().await.unwrap();
-    img.pull_image(PullImageRequest {
-        image: Some(ImageSpec {
-            image: images.busybox.reference.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
-    let rt = crustd.runtime().await.unwrap();
-    Env {
-        _reg: reg,
-        images,
-        _net: net,
-        crustd,
-        rt,
-        handler,
-        index,
-        _dir: dir,
-    }
+async fn env(handler: &'static str, index: u8) -> PodEnv {
+    PodEnv::builder(handler, index).build().await
 }
 
 /// A pod of its own name; `logs`: the pod's log directory (none when empty).
@@ -108,89 +63,23 @@ fn pod_config(name: &str, host_network: bool, logs: &Path) -> PodSandboxConfig {
     }
 }
 
-impl Env {
-    async fn run_pod(&mut self, name: &str, host_network: bool) -> (String, PodSandboxConfig) {
-        let logs = self._dir.path().join("logs");
-        let config = pod_config(&format!("{name}-{}", self.index), host_network, &logs);
-        let id = self
-            .rt
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: self.handler.into(),
-            })
-            .await
-            .expect("RunPodSandbox")
-            .into_inner()
-            .pod_sandbox_id;
-        (id, config)
-    }
+/// Runs the pod `<name>-<index>`, its logs below the env's.
+async fn run_pod(e: &mut PodEnv, name: &str, host_network: bool) -> (String, PodSandboxConfig) {
+    let config = pod_config(&format!("{name}-{}", e.index), host_network, &e.logs);
+    (e.run_pod(config.clone()).await, config)
+}
 
-    async fn create(
-        &mut self,
-        pod: &(String, PodSandboxConfig),
-        name: &str,
-        cmd: &[&str],
-    ) -> String {
-        self.rt
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.0.clone(),
-                config: Some(ContainerConfig {
-                    metadata: Some(ContainerMetadata {
-                        name: name.into(),
-                        attempt: 0,
-                    }),
-                    image: Some(ImageSpec {
-                        image: self.images.busybox.reference.clone(),
-                        ..Default::default()
-                    }),
-                    command: cmd.iter().map(|s| s.to_string()).collect(),
-                    log_path: format!("{name}/0.log"),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(pod.1.clone()),
-            })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id
-    }
-
-    async fn start(&mut self, id: &str) {
-        self.rt
-            .start_container(StartContainerRequest {
-                container_id: id.into(),
-            })
-            .await
-            .expect("StartContainer");
-    }
-
-    async fn status(&mut self, id: &str) -> ContainerStatus {
-        self.rt
-            .container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .expect("ContainerStatus")
-            .into_inner()
-            .status
-            .unwrap()
-    }
-
-    async fn stop_and_remove_pod(&mut self, pod: &str) {
-        self.rt
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: pod.into(),
-            })
-            .await
-            .expect("StopPodSandbox");
-        self.rt
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: pod.into(),
-            })
-            .await
-            .expect("RemovePodSandbox");
-    }
+/// A busybox container running `cmd` in `pod`.
+async fn create(
+    e: &mut PodEnv,
+    pod: &(String, PodSandboxConfig),
+    name: &str,
+    cmd: &[&str],
+) -> String {
+    let config = e.config(name, cmd);
+    e.create_in(&pod.0, &pod.1, config)
+        .await
+        .expect("CreateContainer")
 }
 
 /// One subscriber, read by a task of its own as fast as events come.
@@ -296,16 +185,11 @@ async fn lifecycle_events_in_order(handler: &'static str, index: u8) {
     let mut a = subscribe(&mut e.rt).await;
     let mut b = subscribe(&mut e.rt.clone()).await;
 
-    let pod = e.run_pod("life", false).await;
-    let id = e.create(&pod, "sleeper", &["sleep", "1000"]).await;
-    e.start(&id).await;
+    let pod = run_pod(&mut e, "life", false).await;
+    let id = create(&mut e, &pod, "sleeper", &["sleep", "1000"]).await;
+    e.start(&id).await.expect("StartContainer");
     // SIGKILL at once: sleep as pid 1 ignores SIGTERM.
-    e.rt.stop_container(StopContainerRequest {
-        container_id: id.clone(),
-        timeout: 0,
-    })
-    .await
-    .expect("StopContainer");
+    e.stop(&id).await;
     e.rt.remove_container(RemoveContainerRequest {
         container_id: id.clone(),
     })
@@ -423,10 +307,10 @@ async fn lifecycle_events_in_order(handler: &'static str, index: u8) {
 /// that then asks sees the same; after a crustd restart, exits are still reported.
 async fn exits_are_reported_without_polling(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
-    let pod = e.run_pod("exits", false).await;
+    let pod = run_pod(&mut e, "exits", false).await;
     let mut sub = subscribe(&mut e.rt).await;
-    let id = e.create(&pod, "quick", &["sh", "-c", "exit 3"]).await;
-    e.start(&id).await;
+    let id = create(&mut e, &pod, "quick", &["sh", "-c", "exit 3"]).await;
+    e.start(&id).await.expect("StartContainer");
     let target = id.clone();
     let got = sub
         .until(|ev| ev.container_id == target && ev.container_event_type == STOPPED)
@@ -453,18 +337,18 @@ async fn exits_are_reported_without_polling(handler: &'static str, index: u8) {
     );
 
     // A container that waits for a file, across a crustd crash and restart.
-    let waiter = e
-        .create(
-            &pod,
-            "waiter",
-            &[
-                "sh",
-                "-c",
-                "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 4",
-            ],
-        )
-        .await;
-    e.start(&waiter).await;
+    let waiter = create(
+        &mut e,
+        &pod,
+        "waiter",
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 4",
+        ],
+    )
+    .await;
+    e.start(&waiter).await.expect("StartContainer");
     e.crustd.kill();
     e.crustd.spawn().await.expect("crustd restarts");
     e.rt = e.crustd.runtime().await.unwrap();
@@ -473,15 +357,7 @@ async fn exits_are_reported_without_polling(handler: &'static str, index: u8) {
         e.status(&waiter).await.state,
         ContainerState::ContainerRunning as i32
     );
-    let r =
-        e.rt.exec_sync(ExecSyncRequest {
-            container_id: waiter.clone(),
-            cmd: vec!["touch".into(), "/tmp/go".into()],
-            timeout: 10,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
+    let r = e.exec(&waiter, &["touch", "/tmp/go"]).await;
     assert_eq!(r.exit_code, 0, "{}", String::from_utf8_lossy(&r.stderr));
     let event = sub.next().await;
     assert_eq!(
@@ -495,7 +371,7 @@ async fn exits_are_reported_without_polling(handler: &'static str, index: u8) {
     );
     // Both containers are in the pod's statuses, the first one still exited with 3.
     assert_eq!(status_of(&event, &id).map(|s| s.exit_code), Some(3));
-    e.stop_and_remove_pod(&pod.0).await;
+    stop_and_remove_pod(&mut e.rt, &pod.0).await;
 }
 
 /// A connection of its own whose flow-control windows are small, so that a stream nobody
@@ -525,15 +401,9 @@ async fn small_window_client(socket: &Path) -> RuntimeServiceClient<Channel> {
 async fn a_subscriber_that_never_reads_is_dropped_alone() {
     let dir = tempfile::tempdir().unwrap();
     let net = PodNet::new(dir.path(), 93);
-    let network = net.config(&[]);
-    let crustd = Crustd::start_with(move |d| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}",
-            d.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts");
+    let crustd = Crustd::start_on(&net, &[], "")
+        .await
+        .expect("crustd starts");
     let mut rt = crustd.runtime().await.unwrap();
     let mut stalled_client = small_window_client(&crustd.socket).await;
     let mut stalled = stalled_client
@@ -725,15 +595,15 @@ async fn crustctl_events_follows_the_stream() {
     }
     // Past crustctl's --timeout before anything happens.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pod = e.run_pod("ctl", false).await;
-    let id = e.create(&pod, "job", &["sh", "-c", "exit 7"]).await;
-    e.start(&id).await;
+    let pod = run_pod(&mut e, "ctl", false).await;
+    let id = create(&mut e, &pod, "job", &["sh", "-c", "exit 7"]).await;
+    e.start(&id).await.expect("StartContainer");
     let deadline = Instant::now() + EVENT_WAIT;
     while e.status(&id).await.state != ContainerState::ContainerExited as i32 {
         assert!(Instant::now() < deadline, "the container did not exit");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    e.stop_and_remove_pod(&pod.0).await;
+    stop_and_remove_pod(&mut e.rt, &pod.0).await;
 
     // JSON: pretty protojson documents, one after another.
     let json_lines = lines_of(&mut json);

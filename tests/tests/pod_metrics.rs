@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crust_testenv::{push_standard_images, Registry};
-use crust_tests::{Crustd, PodNet};
+use crust_tests::{pod_config, PodEnv};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
@@ -51,78 +50,32 @@ fn value(metrics: &[Metric], name: &str, extra: &[&str]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_and_container_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::start().await.unwrap();
-    let images = push_standard_images(&reg, None).await.unwrap();
-    let net = PodNet::new(dir.path(), NET_INDEX);
-    let network = net.config(&[]);
-    let crustd = Crustd::start_with(move |d| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n",
-            d.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts");
-    let busybox = images.busybox.reference.clone();
-    crustd
-        .images()
-        .await
-        .unwrap()
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: busybox.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pull");
-    let mut rt = crustd.runtime().await.unwrap();
+    let mut e = PodEnv::builder("runc", NET_INDEX)
+        .runtimes(&["runc"])
+        .build()
+        .await;
+    let busybox = e.images.busybox.reference.clone();
 
     // The descriptors: fixed, unique, with the base labels first.
-    let descriptors: HashMap<String, MetricDescriptor> = rt
-        .list_metric_descriptors(ListMetricDescriptorsRequest {})
-        .await
-        .expect("ListMetricDescriptors")
-        .into_inner()
-        .descriptors
-        .into_iter()
-        .map(|d| (d.name.clone(), d))
-        .collect();
+    let descriptors: HashMap<String, MetricDescriptor> =
+        e.rt.list_metric_descriptors(ListMetricDescriptorsRequest {})
+            .await
+            .expect("ListMetricDescriptors")
+            .into_inner()
+            .descriptors
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
+            .collect();
     for d in descriptors.values() {
         assert_eq!(d.label_keys[..3], ["id", "name", "image"], "{d:?}");
     }
     assert!(descriptors.contains_key("container_cpu_usage_seconds_total"));
     // No pod yet: no metrics.
-    assert!(metrics(&mut rt).await.is_empty());
+    assert!(metrics(&mut e.rt).await.is_empty());
 
-    let pod_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "metrics".into(),
-            uid: format!("uid-metrics-{}", std::process::id()),
-            namespace: "crust-test".into(),
-            attempt: 0,
-        }),
-        hostname: "metrics".into(),
-        log_directory: dir.path().join("logs").display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/crust-test-metrics-{NET_INDEX}-{}", std::process::id()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: "runc".into(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    let pod_ip = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
+    let pod = e.make_pod(pod_config("metrics", "metrics", &e.logs)).await;
+    let pod_ip =
+        e.rt.pod_sandbox_status(PodSandboxStatusRequest {
             pod_sandbox_id: pod.clone(),
             verbose: false,
         })
@@ -133,71 +86,16 @@ async fn pod_and_container_metrics() {
         .and_then(|s| s.network)
         .map(|n| n.ip)
         .expect("the pod has an IP");
-    assert!(pod_ip.starts_with(&net.subnet_prefix), "{pod_ip}");
+    assert!(pod_ip.starts_with(&e.net.subnet_prefix), "{pod_ip}");
 
-    let container = |name: &str, script: &str| ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: busybox.clone(),
-            ..Default::default()
-        }),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: format!("{name}.log"),
-        linux: Some(LinuxContainerConfig {
-            security_context: Some(LinuxContainerSecurityContext::default()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut run = async |config: ContainerConfig| -> String {
-        let id = rt
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(config),
-                sandbox_config: Some(pod_config.clone()),
-            })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id;
-        rt.start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .expect("StartContainer");
-        id
-    };
     // A CPU burner holding a few MiB of its own, and one that ends at once.
-    let burner = run(container(
-        "burner",
-        "head -c 4194304 /dev/zero > /tmp/fill; while :; do :; done",
-    ))
-    .await;
-    let done = run(container("done", "true")).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = rt
-            .container_status(ContainerStatusRequest {
-                container_id: done.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("ContainerStatus")
-            .into_inner()
-            .status
-            .unwrap();
-        if s.state == ContainerState::ContainerExited as i32 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{done} did not exit: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let script = "head -c 4194304 /dev/zero > /tmp/fill; while :; do :; done";
+    let burner = e.run(e.config("burner", &["sh", "-c", script])).await;
+    let done = e.run(e.config("done", &["sh", "-c", "true"])).await;
+    e.wait_exited(&done).await;
 
     // The CPU counter grows while the burner runs (whole seconds: wait for one more).
-    let first = metrics(&mut rt).await;
+    let first = metrics(&mut e.rt).await;
     let cpu = |all: &[PodSandboxMetrics]| {
         value(
             container_of(pod_of(all, &pod), &burner),
@@ -209,7 +107,7 @@ async fn pod_and_container_metrics() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let second = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = metrics(&mut rt).await;
+        let now = metrics(&mut e.rt).await;
         if cpu(&now) > cpu_before {
             break now;
         }
@@ -301,7 +199,7 @@ async fn pod_and_container_metrics() {
             ),
         )
     };
-    let (rx_before, tx_before, packets_before) = rx(&metrics(&mut rt).await);
+    let (rx_before, tx_before, packets_before) = rx(&metrics(&mut e.rt).await);
     let ping = Command::new("busybox")
         .args([
             "ping", "-c", "5", "-i", "0.2", "-s", "1000", "-W", "5", &pod_ip,
@@ -314,7 +212,7 @@ async fn pod_and_container_metrics() {
         String::from_utf8_lossy(&ping.stdout),
         String::from_utf8_lossy(&ping.stderr)
     );
-    let (rx_after, tx_after, packets_after) = rx(&metrics(&mut rt).await);
+    let (rx_after, tx_after, packets_after) = rx(&metrics(&mut e.rt).await);
     assert!(
         rx_after >= rx_before + 5 * 1000,
         "received {rx_before} -> {rx_after}"
@@ -325,7 +223,7 @@ async fn pod_and_container_metrics() {
     );
     assert!(packets_after >= packets_before + 5);
     assert!(
-        !pod_of(&metrics(&mut rt).await, &pod)
+        !pod_of(&metrics(&mut e.rt).await, &pod)
             .metrics
             .iter()
             .any(|m| m.label_values.get(3).map(String::as_str) == Some("lo")),
@@ -337,7 +235,7 @@ async fn pod_and_container_metrics() {
         vec!["metricsp", "-o", "json"],
         vec!["metricsp", "--pod", &pod[..12]],
     ] {
-        let out = crustd.crustctl(&args);
+        let out = e.crustd.crustctl(&args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -377,19 +275,19 @@ async fn pod_and_container_metrics() {
                 > cpu_before
         );
     }
-    let none = crustd.crustctl(&["metricsp", "--pod", "nosuchpod"]);
+    let none = e.crustd.crustctl(&["metricsp", "--pod", "nosuchpod"]);
     assert!(none.status.success());
     let v: serde_json::Value = serde_json::from_slice(&none.stdout).unwrap();
     assert_eq!(v["podMetrics"], serde_json::json!([]));
 
     // A pod that is not ready has no metrics.
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     })
     .await
     .expect("StopPodSandbox");
-    assert!(metrics(&mut rt).await.is_empty());
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+    assert!(metrics(&mut e.rt).await.is_empty());
+    e.rt.remove_pod_sandbox(RemovePodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     })
     .await

@@ -6,176 +6,44 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crust_testenv::{push_standard_images, Registry, StandardImages};
-use crust_tests::{binary, Crustd, PodNet};
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
-use tonic::transport::Channel;
+use crust_tests::{binary, pod_config, PodEnv};
 
 const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
 
 /// One crustd with a pod on its own bridge, busybox pulled.
-struct Env {
-    _reg: Registry,
-    images: StandardImages,
-    _net: PodNet,
-    crustd: Crustd,
-    rt: RuntimeServiceClient<Channel>,
-    pod: String,
-    pod_config: PodSandboxConfig,
-    _dir: tempfile::TempDir,
-}
-
-async fn env(handler: &'static str, index: u8) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::start().await.unwrap();
-    let images = push_standard_images(&reg, None).await.unwrap();
-    let net = PodNet::new(dir.path(), index);
-    let network = net.config(&[]);
-    let crustd = Crustd::start_with(move |d| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n[runtimes.crun]\npath = \"/usr/bin/crun\"\n",
-            d.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts");
-    let mut img = crustd.images().await.unwrap();
-    img.pull_image(PullImageRequest {
-        image: Some(ImageSpec {
-            image: images.busybox.reference.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
-    let mut rt = crustd.runtime().await.unwrap();
-    let pod_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: format!("stream-{handler}-{index}"),
-            uid: format!("uid-stream-{index}-{}", std::process::id()),
-            namespace: "crust-test".into(),
-            attempt: 0,
-        }),
-        hostname: "streaming".into(),
-        log_directory: dir.path().join("logs").display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/crust-test-stream-{index}-{}", std::process::id()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: handler.into(),
-        })
+async fn env(handler: &'static str, index: u8) -> PodEnv {
+    PodEnv::builder(handler, index)
+        .pod(move |logs| pod_config(&format!("stream-{handler}-{index}"), "streaming", logs))
+        .build()
         .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    Env {
-        _reg: reg,
-        images,
-        _net: net,
-        crustd,
-        rt,
-        pod,
-        pod_config,
-        _dir: dir,
-    }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let mut rt = self.rt.clone();
-        let pod = self.pod.clone();
-        let done = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async move {
-                    let _ = rt
-                        .remove_pod_sandbox(RemovePodSandboxRequest {
-                            pod_sandbox_id: pod,
-                        })
-                        .await;
-                })
-        });
-        let _ = done.join();
-    }
+/// Runs a busybox container in the pod, with stdin open and a TTY as asked.
+async fn run(env: &mut PodEnv, name: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
+    let mut config = env.config(name, cmd);
+    config.stdin = stdin;
+    config.tty = tty;
+    env.run(config).await
 }
 
-impl Env {
-    async fn run(&mut self, name: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
-        let config = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: self.images.busybox.reference.clone(),
-                ..Default::default()
-            }),
-            command: cmd.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}/0.log"),
-            stdin,
-            tty,
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext::default()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let id = self
-            .rt
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: self.pod.clone(),
-                config: Some(config),
-                sandbox_config: Some(self.pod_config.clone()),
-            })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id;
-        self.rt
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .expect("StartContainer");
-        id
-    }
-
-    /// crustctl with the daemon's endpoint, stdio left to the caller.
-    fn crustctl(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(binary("crustctl"));
-        cmd.arg("--runtime-endpoint")
-            .arg(format!("unix://{}", self.crustd.socket.display()))
-            .arg("--timeout")
-            .arg("60s")
-            .args(args);
-        cmd
-    }
-
-    /// Runs crustctl with `input` on its stdin.
-    fn crustctl_with_input(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .crustctl(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("crustctl runs");
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = wait_output(child, Duration::from_secs(60));
-        writer.join().unwrap();
-        out
-    }
+/// Runs crustctl with `input` on its stdin.
+fn crustctl_with_input(env: &PodEnv, args: &[&str], input: &[u8]) -> Output {
+    let mut child = env
+        .crustd
+        .crustctl_command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crustctl runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = wait_output(child, Duration::from_secs(60));
+    writer.join().unwrap();
+    out
 }
 
 /// The child's output, killing it after `limit`.
@@ -223,9 +91,10 @@ fn read_until(out: &mut impl Read, want: &str, limit: Duration) -> String {
 
 async fn exec_stdin_and_exit_codes(handler: &'static str, index: u8) {
     let mut env = env(handler, index).await;
-    let id = env.run("sleeper", &["sleep", "1000"], false, false).await;
+    let id = run(&mut env, "sleeper", &["sleep", "1000"], false, false).await;
     for transport in TRANSPORTS {
-        let out = env.crustctl_with_input(
+        let out = crustctl_with_input(
+            &env,
             &["exec", "-i", "--transport", transport, &id, "cat"],
             b"hello through crustd\n",
         );
@@ -233,8 +102,11 @@ async fn exec_stdin_and_exit_codes(handler: &'static str, index: u8) {
         assert_eq!(text(&out.stdout), "hello through crustd\n", "{transport}");
 
         let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
-        let out =
-            env.crustctl_with_input(&["exec", "-i", "--transport", transport, &id, "cat"], &big);
+        let out = crustctl_with_input(
+            &env,
+            &["exec", "-i", "--transport", transport, &id, "cat"],
+            &big,
+        );
         assert!(out.status.success(), "{transport}: {:?}", text(&out.stderr));
         assert!(
             out.stdout == big,
@@ -242,7 +114,8 @@ async fn exec_stdin_and_exit_codes(handler: &'static str, index: u8) {
             out.stdout.len()
         );
 
-        let out = env.crustctl_with_input(
+        let out = crustctl_with_input(
+            &env,
             &[
                 "exec",
                 "--transport",
@@ -258,7 +131,8 @@ async fn exec_stdin_and_exit_codes(handler: &'static str, index: u8) {
         assert_eq!(text(&out.stdout), "out\n", "{transport}");
         assert_eq!(text(&out.stderr), "err\n", "{transport}");
 
-        let out = env.crustctl_with_input(
+        let out = crustctl_with_input(
+            &env,
             &["exec", "--transport", transport, &id, "/no/such/binary"],
             b"",
         );
@@ -268,7 +142,7 @@ async fn exec_stdin_and_exit_codes(handler: &'static str, index: u8) {
 
 async fn exec_tty_size(handler: &'static str, index: u8) {
     let mut env = env(handler, index).await;
-    let id = env.run("sleeper", &["sleep", "1000"], false, false).await;
+    let id = run(&mut env, "sleeper", &["sleep", "1000"], false, false).await;
     // runc applies process.consoleSize before the process starts, so even a command that
     // reads its size at once sees it. crun 1.8 ignores consoleSize for exec: the monitor sets
     // the size the moment crun hands it the pty, which a process exec'd at once can beat.
@@ -300,22 +174,23 @@ async fn exec_tty_size(handler: &'static str, index: u8) {
 
 async fn attach_output_and_stdin(handler: &'static str, index: u8) {
     let mut env = env(handler, index).await;
-    let counter = env
-        .run(
-            "counter",
-            &[
-                "sh",
-                "-c",
-                "i=0; while true; do echo count $i; i=$((i+1)); sleep 0.2; done",
-            ],
-            false,
-            false,
-        )
-        .await;
-    let cat = env.run("cat", &["cat"], true, false).await;
+    let counter = run(
+        &mut env,
+        "counter",
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do echo count $i; i=$((i+1)); sleep 0.2; done",
+        ],
+        false,
+        false,
+    )
+    .await;
+    let cat = run(&mut env, "cat", &["cat"], true, false).await;
     for transport in TRANSPORTS {
         let mut child = env
-            .crustctl(&["attach", "--transport", transport, &counter])
+            .crustd
+            .crustctl_command(&["attach", "--transport", transport, &counter])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -323,7 +198,8 @@ async fn attach_output_and_stdin(handler: &'static str, index: u8) {
             .unwrap();
         // A second attacher at the same time gets the same output.
         let mut second = env
-            .crustctl(&["attach", "--transport", transport, &counter])
+            .crustd
+            .crustctl_command(&["attach", "--transport", transport, &counter])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -347,7 +223,8 @@ async fn attach_output_and_stdin(handler: &'static str, index: u8) {
         );
 
         let mut child = env
-            .crustctl(&["attach", "-i", "--transport", transport, &cat])
+            .crustd
+            .crustctl_command(&["attach", "-i", "--transport", transport, &cat])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -367,7 +244,8 @@ async fn attach_output_and_stdin(handler: &'static str, index: u8) {
 async fn port_forward_echo(handler: &'static str, index: u8) {
     let mut env = env(handler, index).await;
     // busybox nc: -ll -e forks a `cat` per connection, so connections run concurrently.
-    env.run(
+    run(
+        &mut env,
         "echo",
         &["nc", "-ll", "-p", "8080", "-e", "cat"],
         false,
@@ -377,7 +255,8 @@ async fn port_forward_echo(handler: &'static str, index: u8) {
     let pod = env.pod.clone();
     for transport in TRANSPORTS {
         let mut child = env
-            .crustctl(&["port-forward", "--transport", transport, &pod, "0:8080"])
+            .crustd
+            .crustctl_command(&["port-forward", "--transport", transport, &pod, "0:8080"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -490,7 +369,7 @@ mod port_forward {
 /// without a terminal.
 async fn disconnect_kills_the_exec(handler: &'static str, index: u8) {
     let mut env = env(handler, index).await;
-    let id = env.run("sleeper", &["sleep", "1000"], false, false).await;
+    let id = run(&mut env, "sleeper", &["sleep", "1000"], false, false).await;
     for (transport, marker, tty) in [
         ("spdy", "7771", false),
         ("websocket", "7772", false),
@@ -510,15 +389,20 @@ async fn disconnect_kills_the_exec(handler: &'static str, index: u8) {
                 .spawn()
                 .unwrap()
         } else {
-            env.crustctl(&["exec", "-i", "--transport", transport, &id, "sleep", marker])
+            env.crustd
+                .crustctl_command(&["exec", "-i", "--transport", transport, &id, "sleep", marker])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap()
         };
-        let running = |env: &Env| {
-            let out = env.crustctl(&["exec", "-s", &id, "ps"]).output().unwrap();
+        let running = |env: &PodEnv| {
+            let out = env
+                .crustd
+                .crustctl_command(&["exec", "-s", &id, "ps"])
+                .output()
+                .unwrap();
             text(&out.stdout).contains(&format!("sleep {marker}"))
         };
         let deadline = Instant::now() + Duration::from_secs(20);
