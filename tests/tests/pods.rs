@@ -9,22 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crust_tests::{monitors_under, mounts_under, Crustd, PodNet};
+use crust_tests::{monitors_under, mounts_under, stop_and_remove_pod, Crustd, PodNet};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
 use tonic::Code;
 
 async fn crustd_on(net: &PodNet, bin_dirs: &[&Path]) -> Crustd {
-    let network = net.config(bin_dirs);
-    Crustd::start_with(move |dir| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}",
-            dir.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts")
+    Crustd::start_on(net, bin_dirs, "")
+        .await
+        .expect("crustd starts")
 }
 
 fn pod_config(name: &str) -> PodSandboxConfig {
@@ -76,19 +70,6 @@ async fn status(
         .into_inner();
     let info = serde_json::from_str(&resp.info["info"]).expect("info is JSON");
     (resp.status.unwrap(), info)
-}
-
-async fn stop_and_remove(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .expect("RemovePodSandbox");
 }
 
 fn ping(netns: Option<&str>, ip: &str) -> bool {
@@ -232,9 +213,9 @@ async fn pods_get_ips_reach_each_other_and_the_host() {
     assert_eq!(not_ready[0].id, a);
     // Stop and remove are idempotent, for known and unknown pods alike.
     for _ in 0..2 {
-        stop_and_remove(&mut rt, &a).await;
+        stop_and_remove_pod(&mut rt, &a).await;
     }
-    stop_and_remove(&mut rt, "0123456789abcdef").await;
+    stop_and_remove_pod(&mut rt, "0123456789abcdef").await;
     let err = rt
         .pod_sandbox_status(PodSandboxStatusRequest {
             pod_sandbox_id: a.clone(),
@@ -243,7 +224,7 @@ async fn pods_get_ips_reach_each_other_and_the_host() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    stop_and_remove(&mut rt, &b).await;
+    stop_and_remove_pod(&mut rt, &b).await;
     assert!(net.allocated_ips().is_empty());
     assert_eq!(net.bridge_ports(), 0);
     assert!(mounts_under(crustd.dir.path()).is_empty());
@@ -289,7 +270,7 @@ async fn host_port_reaches_the_pod() {
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(got.trim(), "hello-from-pod");
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     // portmap's DNAT for the pod is gone with it.
     let rules = Command::new("iptables-save").output().unwrap();
     assert!(!String::from_utf8_lossy(&rules.stdout).contains(&id[..12]));
@@ -329,7 +310,7 @@ async fn host_network_pod_uses_the_node_namespaces() {
         resolv,
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
     );
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
 }
 
 #[tokio::test]
@@ -427,7 +408,7 @@ async fn shared_pid_pod_has_one_process_tree_with_a_reaping_init() {
     assert!(resolv.contains("nameserver 10.96.0.10\n"), "{resolv}");
     assert!(resolv.contains("search crust-test.svc.cluster.local\n"));
     assert!(resolv.contains("options ndots:5\n"));
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(!alive(init[0]), "the pod init ended with the pod");
 }
 
@@ -555,7 +536,7 @@ async fn names_are_reserved_and_bad_requests_are_refused_cleanly() {
         .items;
     assert_eq!(listed.len(), 3, "refused requests left nothing");
     for id in [id, id2, id3] {
-        stop_and_remove(&mut rt, &id).await;
+        stop_and_remove_pod(&mut rt, &id).await;
     }
 }
 
@@ -606,7 +587,7 @@ async fn cni_failures_name_the_plugin_and_leave_nothing_behind() {
     // The same name works once the network does.
     net.write_conflist(&[]);
     let id = run(&mut rt, pod_config("failing")).await;
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
 }
 
 /// Writes a shell-script CNI plugin `name` into `<dir>/bin` and returns that directory.
@@ -710,7 +691,7 @@ async fn a_hundred_pod_cycles_leak_nothing() {
             assert_eq!(during["monitors"], 2, "the monitor and the pod init");
             assert!(during["mounts"] >= 4, "{during:?}");
         }
-        stop_and_remove(&mut rt, &id).await;
+        stop_and_remove_pod(&mut rt, &id).await;
     }
     assert_eq!(count(&crustd), before);
 }
@@ -743,7 +724,7 @@ async fn pods_survive_a_crustd_restart() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(net.allocated_ips().is_empty());
     assert!(!alive(monitor as u32), "the monitor is gone");
 }
@@ -800,6 +781,6 @@ async fn a_run_the_caller_gave_up_on_is_returned_to_its_retry_not_duplicated() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(net.allocated_ips().is_empty());
 }

@@ -4,23 +4,11 @@
 
 use std::net::IpAddr;
 
-use crust_tests::{Crustd, PodNet};
+use crust_tests::{stop_and_remove_pod, Crustd, PodNet};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
 use tonic::Code;
-
-async fn crustd_on(net: &PodNet) -> Crustd {
-    let network = net.config(&[]);
-    Crustd::start_with(move |dir| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}",
-            dir.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts")
-}
 
 fn pod_config(name: &str) -> PodSandboxConfig {
     PodSandboxConfig {
@@ -105,26 +93,15 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
     }
 }
 
-async fn stop_and_remove(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .expect("RemovePodSandbox");
-}
-
 #[tokio::test]
 async fn pod_cidr_reaches_host_local_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let net = PodNet::new(dir.path(), 231);
     // host-local has no range of its own: every address below comes from ipRanges.
     net.write_ip_ranges_conflist();
-    let mut crustd = crustd_on(&net).await;
+    let mut crustd = Crustd::start_on(&net, &[], "")
+        .await
+        .expect("crustd starts");
     let mut rt = crustd.runtime().await.unwrap();
     assert!(recorded_cidrs(&mut rt).await.is_empty());
 
@@ -198,7 +175,7 @@ async fn pod_cidr_reaches_host_local_and_survives_a_restart() {
     assert!(in_cidr(c_ips[0], "10.89.232.0/24"), "{c_ips:?}");
     assert_eq!(pod_ips(&mut rt, &b).await, b_ips);
     for id in [&a, &b, &c] {
-        stop_and_remove(&mut rt, id).await;
+        stop_and_remove_pod(&mut rt, id).await;
     }
     assert!(net.allocated_ips().is_empty(), "{:?}", net.allocated_ips());
 }
@@ -208,7 +185,9 @@ async fn dual_stack_pod_cidrs_give_one_address_per_family() {
     let dir = tempfile::tempdir().unwrap();
     let net = PodNet::new(dir.path(), 233);
     net.write_ip_ranges_conflist();
-    let crustd = crustd_on(&net).await;
+    let crustd = Crustd::start_on(&net, &[], "")
+        .await
+        .expect("crustd starts");
     let mut rt = crustd.runtime().await.unwrap();
     update(&mut rt, "10.89.233.0/24,fd00:89:233::/64")
         .await
@@ -222,6 +201,6 @@ async fn dual_stack_pod_cidrs_give_one_address_per_family() {
     assert_eq!(ips.len(), 2, "{ips:?}");
     assert!(in_cidr(ips[0], "10.89.233.0/24"), "{ips:?}");
     assert!(in_cidr(ips[1], "fd00:89:233::/64"), "{ips:?}");
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(net.allocated_ips().is_empty(), "{:?}", net.allocated_ips());
 }
