@@ -3,202 +3,64 @@
 //! written, bytes sent to the pod) and checked against what it should be. Each test runs once
 //! per OCI runtime (`_runc`, `_crun`). These tests need root.
 
-use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crust_testenv::{push_standard_images, Registry, StandardImages};
-use crust_tests::{Crustd, PodNet};
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use crust_tests::{kv, pod_config, PodEnv};
 use k8s_cri::v1::*;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const MIB: u64 = 1 << 20;
 
-/// One crustd with a labelled pod on its own bridge, busybox pulled.
-struct Env {
-    _reg: Registry,
-    images: StandardImages,
-    _net: PodNet,
-    crustd: Crustd,
-    rt: RuntimeServiceClient<Channel>,
-    handler: &'static str,
-    pod: String,
-    pod_config: PodSandboxConfig,
-    _dir: tempfile::TempDir,
-}
-
-fn kv(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 /// Bridge indexes 84, 85 (and 184, 185): away from the other test files'.
-async fn env(handler: &'static str, index: u8) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::start().await.unwrap();
-    let images = push_standard_images(&reg, None).await.unwrap();
-    let net = PodNet::new(dir.path(), index);
-    let network = net.config(&[]);
-    let crustd = Crustd::start_with(move |d| {
-        format!(
-            "[registry]\nconfig_path = {:?}\n{network}\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n[runtimes.crun]\npath = \"/usr/bin/crun\"\n",
-            d.join("certs.d").display().to_string()
-        )
-    })
-    .await
-    .expect("crustd starts");
-    let mut img = crustd.images().await.unwrap();
-    img.pull_image(PullImageRequest {
-        image: Some(ImageSpec {
-            image: images.busybox.reference.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
-    let mut rt = crustd.runtime().await.unwrap();
-    let pod_config = pod_config(handler, index, &dir, false);
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: handler.into(),
-        })
+async fn env(handler: &'static str, index: u8) -> PodEnv {
+    PodEnv::builder(handler, index)
+        .exec_timeout(30)
+        .pod(move |logs| stats_pod_config(handler, index, logs, false))
+        .build()
         .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    Env {
-        _reg: reg,
-        images,
-        _net: net,
-        crustd,
-        rt,
-        handler,
-        pod,
-        pod_config,
-        _dir: dir,
-    }
 }
 
-fn pod_config(
-    handler: &str,
-    index: u8,
-    dir: &tempfile::TempDir,
-    host_network: bool,
-) -> PodSandboxConfig {
+/// A labelled pod of the test's own.
+fn stats_pod_config(handler: &str, index: u8, logs: &Path, host_network: bool) -> PodSandboxConfig {
     let name = format!(
         "stats-{handler}-{index}{}",
         if host_network { "-host" } else { "" }
     );
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.clone(),
-            uid: format!("uid-{name}-{}", std::process::id()),
-            namespace: "crust-test".into(),
-            attempt: 0,
-        }),
-        hostname: "stats".into(),
-        log_directory: dir.path().join("logs").display().to_string(),
-        labels: kv(&[("suite", "stats"), ("pod", &name)]),
-        annotations: kv(&[("note", "stats test")]),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/crust-test-{name}-{}", std::process::id()),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: if host_network {
-                        NamespaceMode::Node as i32
-                    } else {
-                        NamespaceMode::Pod as i32
-                    },
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+    let mut config = pod_config(&name, "stats", logs);
+    config.labels = kv(&[("suite", "stats"), ("pod", &name)]);
+    config.annotations = kv(&[("note", "stats test")]);
+    config.linux.as_mut().unwrap().security_context = Some(LinuxSandboxSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            network: if host_network {
+                NamespaceMode::Node as i32
+            } else {
+                NamespaceMode::Pod as i32
+            },
             ..Default::default()
         }),
         ..Default::default()
-    }
+    });
+    config
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let mut rt = self.rt.clone();
-        let pod = self.pod.clone();
-        let done = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async move {
-                    let _ = rt
-                        .remove_pod_sandbox(RemovePodSandboxRequest {
-                            pod_sandbox_id: pod,
-                        })
-                        .await;
-                })
-        });
-        let _ = done.join();
-    }
+/// The stats RPCs and a labelled container, on the env's crustd.
+trait StatsEnv {
+    fn labelled(&self, name: &str, cmd: &[&str], labels: &[(&str, &str)]) -> ContainerConfig;
+    async fn stats(&mut self, id: &str) -> ContainerStats;
+    async fn list(&mut self, filter: ContainerStatsFilter) -> Vec<String>;
+    async fn pod_stats(&mut self, id: &str) -> PodSandboxStats;
+    async fn list_pods(&mut self, filter: PodSandboxStatsFilter) -> Vec<String>;
 }
 
-impl Env {
-    fn config(&self, name: &str, cmd: &[&str], labels: &[(&str, &str)]) -> ContainerConfig {
-        ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: self.images.busybox.reference.clone(),
-                ..Default::default()
-            }),
-            command: cmd.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}/0.log"),
-            labels: kv(labels),
-            annotations: kv(&[("made-by", name)]),
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext::default()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    async fn create(&mut self, config: ContainerConfig) -> String {
-        self.rt
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: self.pod.clone(),
-                config: Some(config),
-                sandbox_config: Some(self.pod_config.clone()),
-            })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id
-    }
-
-    async fn run(&mut self, config: ContainerConfig) -> String {
-        let id = self.create(config).await;
-        self.rt
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .expect("StartContainer");
-        id
-    }
-
-    async fn stop(&mut self, id: &str) {
-        self.rt
-            .stop_container(StopContainerRequest {
-                container_id: id.into(),
-                timeout: 0,
-            })
-            .await
-            .expect("StopContainer");
+impl StatsEnv for PodEnv {
+    /// A busybox container with `labels` and an annotation naming it.
+    fn labelled(&self, name: &str, cmd: &[&str], labels: &[(&str, &str)]) -> ContainerConfig {
+        let mut config = self.config(name, cmd);
+        config.labels = kv(labels);
+        config.annotations = kv(&[("made-by", name)]);
+        config
     }
 
     async fn stats(&mut self, id: &str) -> ContainerStats {
@@ -255,26 +117,6 @@ impl Env {
             .map(|s| s.attributes.unwrap().id)
             .collect()
     }
-
-    async fn exec(&mut self, id: &str, script: &str) -> String {
-        let r = self
-            .rt
-            .exec_sync(ExecSyncRequest {
-                container_id: id.into(),
-                cmd: vec!["sh".into(), "-c".into(), script.into()],
-                timeout: 30,
-            })
-            .await
-            .expect("ExecSync")
-            .into_inner();
-        assert_eq!(
-            r.exit_code,
-            0,
-            "{script}: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        String::from_utf8_lossy(&r.stdout).into_owned()
-    }
 }
 
 fn value(v: Option<UInt64Value>) -> u64 {
@@ -292,10 +134,17 @@ fn cpu(c: &Option<CpuUsage>) -> (u64, i64, Option<u64>) {
     )
 }
 
-/// A busy loop's rate over a second: computed by crustd from its previous sample, it must
-/// agree with the counters' own delta and show most of a core. (Not all of one: the CI machine
-/// has two cores that other builds share.)
-fn assert_busy(before: (u64, i64, Option<u64>), after: (u64, i64, Option<u64>), what: &str) {
+/// What a busy loop shows at least (ns of CPU per s) in its best one-second window of five:
+/// most of a core, not all of one (the CI machine has two cores that other builds share).
+const BUSY_RATE: u64 = 400_000_000;
+
+/// The rate over a second of a busy loop's samples, as crustd computed it from its previous
+/// sample: it must agree with the counters' own delta.
+fn checked_rate(
+    before: (u64, i64, Option<u64>),
+    after: (u64, i64, Option<u64>),
+    what: &str,
+) -> u64 {
     let (u1, t1, _) = before;
     let (u2, t2, rate) = after;
     assert!(u2 > u1, "{what}: cumulative usage grows: {u1} -> {u2}");
@@ -306,10 +155,15 @@ fn assert_busy(before: (u64, i64, Option<u64>), after: (u64, i64, Option<u64>), 
         (rate as f64 - expected).abs() <= expected * 0.02 + 1e6,
         "{what}: usage_nano_cores {rate} is the counters' rate {expected}"
     );
-    assert!(
-        rate > 400_000_000,
-        "{what}: a busy loop uses most of a core, not {rate} ns/s"
-    );
+    rate
+}
+
+/// The row of container (or pod) `id` in a crustctl table, split in columns.
+fn row_of(table: &str, id: &str) -> Option<Vec<String>> {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().any(|cell| cell == &id[..13]))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
 }
 
 const BUSY: &[&str] = &["sh", "-c", "while :; do :; done"];
@@ -342,22 +196,36 @@ async fn container_stats(handler: &'static str, index: u8) {
     // busybox sh would exec a last plain `sleep`, and its memory would go.)
     let hold = "v=$(head -c 104857600 /dev/zero | tr '\\0' x); while :; do sleep 1000; done";
     let mem = e
-        .run(e.config("mem", &["sh", "-c", hold], &[("app", "mem")]))
+        .run(e.labelled("mem", &["sh", "-c", hold], &[("app", "mem")]))
         .await;
     let idle = e
-        .create(e.config("idle", &["true"], &[("app", "idle")]))
-        .await;
+        .create(e.labelled("idle", &["true"], &[("app", "idle")]))
+        .await
+        .expect("CreateContainer");
 
     // CPU: the counter grows, and the second call has a rate.
     let cpu_turn = CPU_TURN.lock().await;
     let busy = e
-        .run(e.config("busy", BUSY, &[("app", "busy"), ("role", "cpu")]))
+        .run(e.labelled("busy", BUSY, &[("app", "busy"), ("role", "cpu")]))
         .await;
-    let first = e.stats(&busy).await;
-    let before = cpu(&first.cpu);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let second = e.stats(&busy).await;
-    assert_busy(before, cpu(&second.cpu), &format!("{handler} container"));
+    let what = format!("{handler} container");
+    let mut before = cpu(&e.stats(&busy).await.cpu);
+    let (mut best, mut second) = (0, None);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = e.stats(&busy).await;
+        let after = cpu(&s.cpu);
+        best = best.max(checked_rate(before, after, &what));
+        (before, second) = (after, Some(s));
+        if best > BUSY_RATE {
+            break;
+        }
+    }
+    assert!(
+        best > BUSY_RATE,
+        "{what}: a busy loop's rate, at best {best} ns/s"
+    );
+    let second = second.unwrap();
 
     // Attributes as configured.
     let a = second.attributes.clone().unwrap();
@@ -384,23 +252,26 @@ async fn container_stats(handler: &'static str, index: u8) {
         .parse()
         .unwrap();
     assert!(usage > before.0);
-    let out = e.crustd.crustctl(&["stats", "-p", &e.pod.clone()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    let row = |id: &str| {
-        table
-            .lines()
-            .find(|l| l.starts_with(&id[..13]))
-            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-    };
+    // The CPU % of the best of three one-second samples, as above.
+    let pod = e.pod.clone();
+    let mut table = String::new();
+    for _ in 0..3 {
+        let out = e.crustd.crustctl(&["stats", "-p", &pod]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        table = String::from_utf8_lossy(&out.stdout).into_owned();
+        let busy_row = row_of(&table, &busy).unwrap_or_else(|| panic!("busy in {table}"));
+        assert_eq!(busy_row[1], "busy");
+        if busy_row[2].parse::<f64>().unwrap() > 40.0 {
+            break;
+        }
+    }
+    let row = |id: &str| row_of(&table, id);
     assert!(table.starts_with("CONTAINER "), "{table}");
-    let busy_row = row(&busy).unwrap_or_else(|| panic!("busy in {table}"));
-    assert_eq!(busy_row[1], "busy");
-    let percent: f64 = busy_row[2].parse().unwrap();
+    let percent: f64 = row(&busy).unwrap()[2].parse().unwrap();
     assert!(percent > 40.0, "a busy loop's CPU % in {table}");
     assert!(row(&mem).is_some(), "{table}");
     assert!(
@@ -459,7 +330,7 @@ async fn container_stats(handler: &'static str, index: u8) {
     );
     let layer = e.stats(&mem).await.writable_layer.unwrap();
     let (bytes, inodes) = (value(layer.used_bytes), value(layer.inodes_used));
-    e.exec(
+    e.sh_out(
         &mem,
         "dd if=/dev/zero of=/ten bs=1M count=10 2>/dev/null && sync",
     )
@@ -555,19 +426,35 @@ async fn container_stats(handler: &'static str, index: u8) {
 
 async fn pod_stats(handler: &'static str, index: u8) {
     let mut e = env(handler, index).await;
-    let listen = "while :; do nc -l -p 8080 > /dev/null; done";
+    // nc's stdin stays open (a pipe from sleep): at EOF on stdin busybox nc would end the
+    // connection, racing the bytes the test sends.
+    let listen = "while :; do sleep 1000 | nc -l -p 8080 > /dev/null; done";
     let listener = e
-        .run(e.config("listener", &["sh", "-c", listen], &[]))
+        .run(e.labelled("listener", &["sh", "-c", listen], &[]))
         .await;
     let pod = e.pod.clone();
 
     // CPU, memory, processes from the pod cgroup.
     let cpu_turn = CPU_TURN.lock().await;
-    let busy = e.run(e.config("busy", BUSY, &[])).await;
-    let first = e.pod_stats(&pod).await;
-    let before = cpu(&first.linux.as_ref().unwrap().cpu);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = e.pod_stats(&pod).await;
+    let busy = e.run(e.labelled("busy", BUSY, &[])).await;
+    let what = format!("{handler} pod");
+    let mut before = cpu(&e.pod_stats(&pod).await.linux.unwrap().cpu);
+    let (mut best, mut last) = (0, None);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = e.pod_stats(&pod).await;
+        let after = cpu(&s.linux.as_ref().unwrap().cpu);
+        best = best.max(checked_rate(before, after, &what));
+        (before, last) = (after, Some(s));
+        if best > BUSY_RATE {
+            break;
+        }
+    }
+    assert!(
+        best > BUSY_RATE,
+        "{what}: a busy loop's rate, at best {best} ns/s"
+    );
+    let s = last.unwrap();
     let a = s.attributes.clone().unwrap();
     assert_eq!(a.id, pod);
     let meta = a.metadata.unwrap();
@@ -576,7 +463,6 @@ async fn pod_stats(handler: &'static str, index: u8) {
     assert_eq!(a.annotations, e.pod_config.annotations);
     assert!(s.windows.is_none());
     let linux = s.linux.clone().unwrap();
-    assert_busy(before, cpu(&linux.cpu), &format!("{handler} pod"));
     let memory = linux.memory.unwrap();
     assert!(value(memory.working_set_bytes) > 0);
     assert!(value(memory.usage_bytes) >= value(memory.working_set_bytes));
@@ -606,11 +492,17 @@ async fn pod_stats(handler: &'static str, index: u8) {
         .unwrap();
     assert!(value(listener_stats.memory.unwrap().working_set_bytes) > 0);
 
-    // crustctl statsp's table, with the CPU share.
-    let out = e.crustd.crustctl(&["statsp", &pod]);
-    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    // crustctl statsp's table, with the CPU share (the best of three one-second samples).
+    let (mut table, mut row) = (String::new(), Vec::new());
+    for _ in 0..3 {
+        let out = e.crustd.crustctl(&["statsp", &pod]);
+        table = String::from_utf8_lossy(&out.stdout).into_owned();
+        row = row_of(&table, &pod).unwrap_or_else(|| panic!("the pod in {table}"));
+        if row[2].parse::<f64>().unwrap() > 40.0 {
+            break;
+        }
+    }
     assert!(table.starts_with("POD "), "{table}");
-    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row[0], meta.name, "{table}");
     assert_eq!(row[1], &pod[..13], "{table}");
     assert!(row[2].parse::<f64>().unwrap() > 40.0, "{table}");
@@ -651,6 +543,9 @@ async fn pod_stats(handler: &'static str, index: u8) {
                 Ok(mut s) => {
                     s.write_all(&vec![b'x'; 2 * MIB as usize]).unwrap();
                     s.shutdown(std::net::Shutdown::Write).unwrap();
+                    // Until nc has read it all and closes (or 10 s).
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
                     return;
                 }
                 Err(_) if Instant::now() < deadline => {
@@ -711,16 +606,8 @@ async fn pod_stats(handler: &'static str, index: u8) {
         2
     );
     // A hostNetwork pod: no network of its own to report (as containerd).
-    let host_config = pod_config(e.handler, index, &e._dir, true);
-    let host_pod =
-        e.rt.run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(host_config),
-            runtime_handler: e.handler.into(),
-        })
-        .await
-        .expect("RunPodSandbox hostNetwork")
-        .into_inner()
-        .pod_sandbox_id;
+    let host_config = stats_pod_config(e.handler, index, &e.logs, true);
+    let host_pod = e.run_pod(host_config).await;
     let s = e.pod_stats(&host_pod).await;
     let linux = s.linux.unwrap();
     assert!(linux.network.is_none(), "{:?}", linux.network);

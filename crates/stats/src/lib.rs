@@ -1,7 +1,8 @@
 //! Resource usage read straight from the kernel's files, for CRI stats and metrics: no
 //! process is spawned and nothing is cached here.
 //!
-//! - [`CgroupStats::read`]: CPU, memory, swap and process counts of one cgroup, v1 or v2;
+//! - [`CgroupStats::read`]: CPU, memory, swap and process counts of one cgroup, v1 or v2
+//!   ([`CgroupStats::read_detail`] with [`Detail::Cri`] reads only what CRI stats report);
 //!   [`Cgroup`] says where its directories are (the caller resolves the path: crustd's
 //!   `sandbox::cgroup::Layout` knows the node's hierarchies).
 //! - [`net_dev`], [`netns_net_dev`]: per-interface counters in `/proc/net/dev` form, the latter
@@ -18,7 +19,7 @@ mod fs;
 mod net;
 
 pub use cgroup::{
-    Cgroup, CgroupStats, CpuStats, MemoryStats, PidsStats, SwapStats, Throttling, V1Dirs,
+    Cgroup, CgroupStats, CpuStats, Detail, MemoryStats, PidsStats, SwapStats, Throttling, V1Dirs,
 };
 pub use error::{Error, ParseError};
 pub use fs::{dir_usage, DirUsage};

@@ -4,6 +4,7 @@
 mod containers;
 mod pods;
 mod stats;
+mod stats_rpcs;
 
 use std::io::Write;
 
@@ -28,12 +29,15 @@ pub enum BenchCommand {
     /// In one pod, create, start, exec in, stop and remove N containers one after another;
     /// time every RPC
     Containers(containers::ContainersBenchArgs),
+    /// With N pods (and a container each), time ListPodSandboxStats and ListContainerStats
+    Stats(stats_rpcs::StatsBenchArgs),
 }
 
 pub async fn run(ctx: &Ctx, args: BenchArgs, out: &mut dyn Write) -> Result<()> {
     match args.command {
         BenchCommand::Pods(args) => pods::run(ctx, args, out).await,
         BenchCommand::Containers(args) => containers::run(ctx, args, out).await,
+        BenchCommand::Stats(args) => stats_rpcs::run(ctx, args, out).await,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crust_stats::{CgroupStats, DirUsage};
+use crust_stats::{CgroupStats, Detail, DirUsage};
 use crust_store::{ContainerRecord, ContainerState};
 
 use super::Containers;
@@ -41,18 +41,25 @@ impl Containers {
         self.root.join("containers")
     }
 
-    /// Reads the container's cgroup (when it runs) and measures its writable layer. Blocks on
-    /// the filesystem. Failures leave the part out (logged): stats are best effort.
+    /// Reads all of the container's cgroup (when it runs) and measures its writable layer.
+    /// Blocks on the filesystem. Failures leave the part out (logged): stats are best effort.
     pub fn read_stats(&self, record: ContainerRecord) -> ContainerReading {
+        self.read_stats_detail(record, Detail::Full)
+    }
+
+    /// [`Containers::read_stats`], reading only the cgroup files `detail` needs.
+    pub fn read_stats_detail(&self, record: ContainerRecord, detail: Detail) -> ContainerReading {
         let timestamp = now_nanos();
         let cgroup = match (record.state, self.stats_cgroup(&record)) {
-            (ContainerState::Running, Some(location)) => match CgroupStats::read(&location) {
-                Ok(stats) => Some(stats),
-                Err(e) => {
-                    tracing::warn!(container = %record.id, error = %e, "reading the container cgroup");
-                    None
+            (ContainerState::Running, Some(location)) => {
+                match CgroupStats::read_detail(&location, detail) {
+                    Ok(stats) => Some(stats),
+                    Err(e) => {
+                        tracing::warn!(container = %record.id, error = %e, "reading the container cgroup");
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let writable_layer = match crust_stats::dir_usage(&Self::writable_layer_dir(&record)) {

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crust_stats::{CgroupStats, InterfaceStats};
+use crust_stats::{CgroupStats, Detail, InterfaceStats};
 use crust_store::PodRecord;
 use k8s_cri::v1::{NetworkInterfaceUsage, NetworkUsage, UInt64Value};
 
@@ -32,18 +32,19 @@ impl Pods {
             .then(|| cgroup::stats_cgroup(&self.cgroups, &record.cgroup_parent))
     }
 
-    /// Reads the pod cgroup. Blocks on the filesystem; a failure leaves it out (logged).
+    /// Reads all of the pod cgroup. Blocks on the filesystem; a failure leaves it out (logged).
     pub fn read_stats(&self, record: PodRecord) -> PodReading {
+        self.read_stats_detail(record, Detail::Full)
+    }
+
+    /// [`Pods::read_stats`], reading only the cgroup files `detail` needs.
+    pub fn read_stats_detail(&self, record: PodRecord, detail: Detail) -> PodReading {
         let timestamp = now_nanos();
-        let cgroup =
-            self.stats_cgroup(&record)
-                .and_then(|location| match CgroupStats::read(&location) {
-                    Ok(stats) => Some(stats),
-                    Err(e) => {
-                        tracing::warn!(pod = %record.id, error = %e, "reading the pod cgroup");
-                        None
-                    }
-                });
+        let cgroup = self.stats_cgroup(&record).and_then(|location| {
+            CgroupStats::read_detail(&location, detail)
+                .map_err(|e| tracing::warn!(pod = %record.id, error = %e, "reading the pod cgroup"))
+                .ok()
+        });
         PodReading {
             record,
             timestamp,

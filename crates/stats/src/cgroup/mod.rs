@@ -137,14 +137,33 @@ pub struct PidsStats {
     pub limit: Option<u64>,
 }
 
+/// How much of a cgroup to read. Each cgroup file opened costs microseconds (kernfs), so a
+/// caller that needs less reads fewer files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Every figure the readers know.
+    #[default]
+    Full,
+    /// What CRI stats report: CPU usage, memory usage, working set, rss, page faults, limit
+    /// and available, swap, `pids.current`. Max usage, failcnt, OOM kills and the pids limit
+    /// are left out (`None`), and on v1 user/system time and throttling too (on v2 they are in
+    /// the one file read anyway). 7 files instead of 15 on v1, 7 instead of 10 on v2.
+    Cri,
+}
+
 impl CgroupStats {
-    /// Reads the cgroup's files. A controller whose files are not there gives `None`; only a
-    /// file that cannot be read for another reason, or holds what the kernel never writes,
-    /// is an error.
+    /// Reads all the cgroup's files ([`Detail::Full`]). A controller whose files are not there
+    /// gives `None`; only a file that cannot be read for another reason, or holds what the
+    /// kernel never writes, is an error.
     pub fn read(cgroup: &Cgroup) -> Result<CgroupStats, Error> {
+        Self::read_detail(cgroup, Detail::Full)
+    }
+
+    /// Reads the files `detail` needs; otherwise as [`CgroupStats::read`].
+    pub fn read_detail(cgroup: &Cgroup, detail: Detail) -> Result<CgroupStats, Error> {
         match cgroup {
-            Cgroup::V1(dirs) => v1::read(dirs),
-            Cgroup::V2(dir) => v2::read(dir),
+            Cgroup::V1(dirs) => v1::read(dirs, detail),
+            Cgroup::V2(dir) => v2::read(dir, detail),
         }
     }
 }
@@ -152,20 +171,55 @@ impl CgroupStats {
 /// The text of a cgroup's files by name, as read; files that are not there are absent.
 pub(crate) type Files = HashMap<&'static str, String>;
 
-/// Reads each of `names` in `dir` into `files`; files that are not there are left out.
+/// Reads each of `names` in `dir` into `files`; files that are not there (or the whole
+/// directory) are left out. The directory is opened once and each file relative to it, which
+/// spares the kernel walking the whole path again for every file.
 pub(crate) fn read_files(
     dir: &Path,
     names: &[&'static str],
     files: &mut Files,
 ) -> Result<(), Error> {
+    use rustix::fs::{open, openat, Mode, OFlags};
+    if names.is_empty() {
+        return Ok(());
+    }
+    let dir_fd = match open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) if is_gone(&e.into()) => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e.into())),
+    };
+    let mut buf = vec![0u8; 4096];
     for &name in names {
-        let path = dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                files.insert(name, text);
+        let read = openat(
+            &dir_fd,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|fd| {
+            let mut len = 0;
+            loop {
+                if len == buf.len() {
+                    buf.resize(len * 2, 0);
+                }
+                match rustix::io::read(&fd, &mut buf[len..]) {
+                    Ok(0) => return Ok(len),
+                    Ok(n) => len += n,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) if is_gone(&e) => {}
-            Err(e) => return Err(Error::io(&path, e)),
+        });
+        match read {
+            Ok(len) => {
+                files.insert(name, String::from_utf8_lossy(&buf[..len]).into_owned());
+            }
+            Err(e) if is_gone(&e.into()) => {}
+            Err(e) => return Err(Error::io(&dir.join(name), e.into())),
         }
     }
     Ok(())
@@ -253,6 +307,31 @@ mod tests {
         });
         assert!(!v1.exists());
         assert_eq!(CgroupStats::read(&v1).unwrap(), CgroupStats::default());
+    }
+
+    #[test]
+    fn files_of_any_length_and_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let long: String = (0..2000).map(|i| format!("key{i} {i}\n")).collect();
+        std::fs::write(dir.path().join("memory.stat"), &long).unwrap();
+        std::fs::write(dir.path().join("pids.current"), "3\n").unwrap();
+        let mut files = Files::new();
+        read_files(
+            dir.path(),
+            &["memory.stat", "pids.current", "absent"],
+            &mut files,
+        )
+        .unwrap();
+        assert_eq!(files["memory.stat"], long);
+        assert_eq!(files["pids.current"], "3\n");
+        assert!(!files.contains_key("absent"));
+        let mut none = Files::new();
+        read_files(&dir.path().join("gone"), &["pids.current"], &mut none).unwrap();
+        assert!(none.is_empty());
+        // A file that cannot be read is an error naming it.
+        std::fs::create_dir(dir.path().join("memory.max")).unwrap();
+        let e = read_files(dir.path(), &["memory.max"], &mut files).unwrap_err();
+        assert_eq!(e.path(), dir.path().join("memory.max"));
     }
 
     /// This process' own cgroup, wherever the node keeps it: the real files parse.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::{
     flat, parse_max, parse_u64, read_files, working_set_and_available, CgroupStats, CpuStats,
-    Files, MemoryStats, PidsStats, SwapStats, Throttling, V1Dirs,
+    Detail, Files, MemoryStats, PidsStats, SwapStats, Throttling, V1Dirs,
 };
 use crate::error::{Error, ParseError};
 
@@ -43,14 +43,27 @@ const UNLIMITED: u64 = 1 << 62;
 /// containers on (it is fixed for user space, unlike CONFIG_HZ).
 const NS_PER_USER_HZ_TICK: u64 = 10_000_000;
 
-pub(crate) fn read(dirs: &V1Dirs) -> Result<CgroupStats, Error> {
+/// What [`Detail::Cri`] reads of each controller: half the files.
+const CRI_CPUACCT_FILES: &[&str] = &["cpuacct.usage"];
+const CRI_MEMORY_FILES: &[&str] = &[
+    "memory.usage_in_bytes",
+    "memory.limit_in_bytes",
+    "memory.stat",
+    "memory.memsw.usage_in_bytes",
+    "memory.memsw.limit_in_bytes",
+];
+const CRI_PIDS_FILES: &[&str] = &["pids.current"];
+
+pub(crate) fn read(dirs: &V1Dirs, detail: Detail) -> Result<CgroupStats, Error> {
     let mut files = Files::new();
-    for (dir, names) in [
-        (&dirs.cpuacct, CPUACCT_FILES),
-        (&dirs.cpu, CPU_FILES),
-        (&dirs.memory, MEMORY_FILES),
-        (&dirs.pids, PIDS_FILES),
-    ] {
+    let lists = match detail {
+        Detail::Full => [CPUACCT_FILES, CPU_FILES, MEMORY_FILES, PIDS_FILES],
+        Detail::Cri => [CRI_CPUACCT_FILES, &[], CRI_MEMORY_FILES, CRI_PIDS_FILES],
+    };
+    for (dir, names) in [&dirs.cpuacct, &dirs.cpu, &dirs.memory, &dirs.pids]
+        .into_iter()
+        .zip(lists)
+    {
         if let Some(dir) = dir {
             read_files(dir, names, &mut files)?;
         }
@@ -344,8 +357,26 @@ mod tests {
                 std::fs::write(dir.join(name), files[name]).unwrap();
             }
         }
-        let s = read(&dirs).unwrap();
+        let s = read(&dirs, Detail::Full).unwrap();
         assert_eq!(s, parse_map(&files).unwrap());
+        let cri = read(&dirs, Detail::Cri).unwrap();
+        let cpu = cri.cpu.as_ref().unwrap();
+        assert_eq!(cpu.usage_ns, 7_123_456_789);
+        assert_eq!(
+            (cpu.user_ns, cpu.system_ns, &cpu.throttling),
+            (None, None, &None)
+        );
+        let m = cri.memory.as_ref().unwrap();
+        assert_eq!(
+            m.working_set_bytes,
+            s.memory.as_ref().unwrap().working_set_bytes
+        );
+        assert_eq!(
+            (m.failcnt, m.oom_kills, m.max_usage_bytes),
+            (None, None, None)
+        );
+        assert_eq!(cri.swap, s.swap);
+        assert_eq!(cri.pids.as_ref().unwrap().limit, None);
         assert!(crate::Cgroup::V1(dirs).exists());
     }
 }

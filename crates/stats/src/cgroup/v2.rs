@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{
     flat, parse_max, parse_u64, read_files, working_set_and_available, CgroupStats, CpuStats,
-    Files, MemoryStats, PidsStats, SwapStats, Throttling,
+    Detail, Files, MemoryStats, PidsStats, SwapStats, Throttling,
 };
 use crate::error::{Error, ParseError};
 
@@ -25,9 +25,24 @@ pub const FILES: &[&str] = &[
     "pids.max",
 ];
 
-pub(crate) fn read(dir: &Path) -> Result<CgroupStats, Error> {
+/// The files [`Detail::Cri`] needs.
+pub const CRI_FILES: &[&str] = &[
+    "cpu.stat",
+    "memory.current",
+    "memory.max",
+    "memory.stat",
+    "memory.swap.current",
+    "memory.swap.max",
+    "pids.current",
+];
+
+pub(crate) fn read(dir: &Path, detail: Detail) -> Result<CgroupStats, Error> {
     let mut files = Files::new();
-    read_files(dir, FILES, &mut files)?;
+    let names = match detail {
+        Detail::Full => FILES,
+        Detail::Cri => CRI_FILES,
+    };
+    read_files(dir, names, &mut files)?;
     let file = |name: &str| files.get(name).map(String::as_str);
     parse(file).map_err(|e| Error::parse(dir, e))
 }
@@ -262,10 +277,23 @@ mod tests {
         for (name, text) in sample() {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
-        let s = read(dir.path()).unwrap();
+        let s = read(dir.path(), Detail::Full).unwrap();
         assert_eq!(s, parse_map(&sample()).unwrap());
+        let cri = read(dir.path(), Detail::Cri).unwrap();
+        let m = cri.memory.as_ref().unwrap();
+        assert_eq!(
+            m.working_set_bytes,
+            s.memory.as_ref().unwrap().working_set_bytes
+        );
+        assert_eq!(
+            (m.failcnt, m.oom_kills, m.max_usage_bytes),
+            (None, None, None)
+        );
+        assert_eq!(cri.cpu, s.cpu, "one file holds all of v2's CPU figures");
+        assert_eq!(cri.swap, s.swap);
+        assert_eq!(cri.pids.unwrap().current, 4);
         std::fs::write(dir.path().join("pids.current"), "x").unwrap();
-        let e = read(dir.path()).unwrap_err();
+        let e = read(dir.path(), Detail::Full).unwrap_err();
         assert_eq!(e.path(), dir.path());
         assert!(e.to_string().contains("pids.current: \"x\""), "{e}");
     }
