@@ -14,6 +14,23 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 mod pod_env;
+
+/// Makes each `name(index);` a test once per OCI runtime: `runc::name` calls
+/// `name("runc", index)` and `crun::name` calls `name("crun", index + 100)`, both of the
+/// invoking module, so that the two never share a bridge.
+#[macro_export]
+macro_rules! both_runtimes {
+    ($($name:ident($index:expr);)*) => {
+        mod runc {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("runc", $index).await })*
+        }
+        mod crun {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("crun", $index + 100).await })*
+        }
+    };
+}
 pub use pod_env::{kv, pod_config, stop_and_remove_pod, PodEnv, PodEnvBuilder};
 
 /// Path of a workspace binary next to the running test executable.

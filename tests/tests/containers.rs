@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crust_tests::{kv, mounts_under, pod_config, PodEnv};
+use crust_tests::{both_runtimes, kv, mounts_under, pod_config, PodEnv};
 use k8s_cri::v1::*;
 use tonic::Code;
 
@@ -51,19 +51,6 @@ fn records(log: &str) -> Vec<(String, String, String)> {
 }
 
 const SLEEPER: &[&str] = &["sleep", "1000"];
-
-macro_rules! both_runtimes {
-    ($($name:ident($index:expr);)*) => {
-        mod runc {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("runc", $index).await })*
-        }
-        mod crun {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("crun", $index + 100).await })*
-        }
-    };
-}
 
 both_runtimes! {
     logs_exit_codes_and_reasons(41);

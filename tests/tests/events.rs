@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crust_tests::{binary, stop_and_remove_pod, Crustd, PodEnv, PodNet};
+use crust_tests::{binary, both_runtimes, stop_and_remove_pod, Crustd, PodEnv, PodNet};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tokio::sync::mpsc;
@@ -157,19 +157,6 @@ fn pod_state(event: &ContainerEventResponse) -> i32 {
         .as_ref()
         .expect("the event carries the pod's status")
         .state
-}
-
-macro_rules! both_runtimes {
-    ($($name:ident($index:expr);)*) => {
-        mod runc {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("runc", $index).await })*
-        }
-        mod crun {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("crun", $index + 100).await })*
-        }
-    };
 }
 
 both_runtimes! {
@@ -436,16 +423,7 @@ async fn a_subscriber_that_never_reads_is_dropped_alone() {
                     .expect("RunPodSandbox")
                     .into_inner()
                     .pod_sandbox_id;
-                rt.stop_pod_sandbox(StopPodSandboxRequest {
-                    pod_sandbox_id: id.clone(),
-                })
-                .await
-                .expect("StopPodSandbox");
-                rt.remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: id.clone(),
-                })
-                .await
-                .expect("RemovePodSandbox");
+                stop_and_remove_pod(&mut rt, &id).await;
                 ids.push(id);
             }
             ids

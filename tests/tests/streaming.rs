@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crust_tests::{binary, pod_config, PodEnv};
+use crust_tests::{binary, both_runtimes, pod_config, PodEnv};
 
 const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
 
@@ -330,19 +330,6 @@ fn connect_retrying(port: u16) -> std::net::TcpStream {
             Err(e) => panic!("connect 127.0.0.1:{port}: {e}"),
         }
     }
-}
-
-macro_rules! both_runtimes {
-    ($($name:ident($index:expr);)*) => {
-        mod runc {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("runc", $index).await })*
-        }
-        mod crun {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("crun", $index + 100).await })*
-        }
-    };
 }
 
 // Bridge indexes 71..74 (and 171..174): away from pods.rs and containers.rs.
