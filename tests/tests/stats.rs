@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crust_tests::{kv, pod_config, PodEnv};
+use crust_tests::{both_runtimes, kv, pod_config, PodEnv};
 use k8s_cri::v1::*;
 use tonic::Code;
 
@@ -171,19 +171,6 @@ const BUSY: &[&str] = &["sh", "-c", "while :; do :; done"];
 /// One busy loop at a time in this file: the tests run in parallel on a small machine, and a
 /// rate is only "most of a core" when the loops do not share it.
 static CPU_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-macro_rules! both_runtimes {
-    ($($name:ident($index:expr);)*) => {
-        mod runc {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("runc", $index).await })*
-        }
-        mod crun {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("crun", $index + 100).await })*
-        }
-    };
-}
 
 both_runtimes! {
     container_stats(84);
