@@ -33,9 +33,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
 }
 
 /// Where the node's cgroup hierarchies are mounted.
+/// The key of a hybrid host's cgroup2 mount among the v1 hierarchies of [`Layout::V1`].
+pub const UNIFIED: &str = "unified";
+
 #[derive(Debug, Clone)]
 pub enum Layout {
-    /// cgroup v1 or hybrid: one mount per controller (mount point by controller name).
+    /// cgroup v1 or hybrid: one mount per controller (mount point by controller name), plus
+    /// named hierarchies (`name=systemd`) and, on a hybrid host, the cgroup2 mount
+    /// ([`UNIFIED`]): every hierarchy runc puts a container in.
     V1(BTreeMap<String, PathBuf>),
     /// cgroup v2 only.
     V2(PathBuf),
@@ -64,7 +69,9 @@ impl Layout {
                 "cgroup2" => v2 = Some(PathBuf::from(mount_point)),
                 "cgroup" => {
                     for opt in options.split(',') {
-                        if V1_CONTROLLERS.contains(&opt) {
+                        // Named hierarchies (name=systemd) hold no controller, but runc puts
+                        // every container there too, under the pod's path.
+                        if V1_CONTROLLERS.contains(&opt) || opt.starts_with("name=") {
                             v1.insert(opt.to_string(), PathBuf::from(mount_point));
                         }
                     }
@@ -72,10 +79,15 @@ impl Layout {
                 _ => {}
             }
         }
-        if v1.is_empty() {
-            Layout::V2(v2.unwrap_or_else(|| "/sys/fs/cgroup".into()))
-        } else {
-            Layout::V1(v1)
+        match (v1.is_empty(), v2) {
+            (true, v2) => Layout::V2(v2.unwrap_or_else(|| "/sys/fs/cgroup".into())),
+            // Hybrid: the controllers are v1, and runc also places containers in the
+            // unified hierarchy; the pod's directory there is ours to make and remove.
+            (false, Some(unified)) => {
+                v1.insert(UNIFIED.to_string(), unified);
+                Layout::V1(v1)
+            }
+            (false, None) => Layout::V1(v1),
         }
     }
 
@@ -408,7 +420,8 @@ mod tests {
     fn layouts_from_mountinfo() {
         let hybrid = "30 25 0:26 / /sys/fs/cgroup/unified rw,relatime shared:4 - cgroup2 cgroup2 rw\n\
                       31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw shared:5 - cgroup cgroup rw,cpu,cpuacct\n\
-                      32 25 0:28 / /sys/fs/cgroup/memory rw shared:6 - cgroup cgroup rw,memory\n";
+                      32 25 0:28 / /sys/fs/cgroup/memory rw shared:6 - cgroup cgroup rw,memory\n\
+                      33 25 0:29 / /sys/fs/cgroup/systemd rw shared:7 - cgroup cgroup rw,xattr,name=systemd\n";
         let Layout::V1(m) = Layout::parse(hybrid) else {
             panic!("hybrid is v1 for controllers")
         };
@@ -416,8 +429,21 @@ mod tests {
         assert_eq!(m["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(m["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
         let l = Layout::parse(hybrid);
-        // cpu and cpuacct share one directory, visited once.
-        assert_eq!(l.dirs("/a").len(), 2);
+        // cpu and cpuacct share one directory, visited once; the named and unified
+        // hierarchies, where runc puts containers too, are visited as well.
+        assert_eq!(m["name=systemd"], PathBuf::from("/sys/fs/cgroup/systemd"));
+        assert_eq!(m[UNIFIED], PathBuf::from("/sys/fs/cgroup/unified"));
+        let dirs: Vec<PathBuf> = l.dirs("/a").into_iter().map(|(_, d)| d).collect();
+        assert_eq!(
+            dirs,
+            [
+                "/sys/fs/cgroup/cpu,cpuacct/a",
+                "/sys/fs/cgroup/memory/a",
+                "/sys/fs/cgroup/systemd/a",
+                "/sys/fs/cgroup/unified/a"
+            ]
+            .map(PathBuf::from)
+        );
         let v2 = "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert!(matches!(Layout::parse(v2), Layout::V2(p) if p == Path::new("/sys/fs/cgroup")));
     }
