@@ -277,7 +277,10 @@ impl Containers {
 
     /// The container cgroup's directory for `controller` (v1) or its unified directory.
     fn cgroup_dir(&self, record: &ContainerRecord, controller: &str) -> Option<PathBuf> {
-        cgroup::controller_dir(&self.host.cgroups, controller, &record.cgroups_path)
+        // With the systemd driver the spec's cgroupsPath is `slice:prefix:name`, not a path.
+        let path =
+            cgroup::container_cgroup_path(&record.cgroups_path, self.config.runtime.cgroup_driver)?;
+        cgroup::controller_dir(&self.host.cgroups, controller, &path)
     }
 }
 
