@@ -16,10 +16,15 @@ pub(super) async fn image_fs_info(
 ) -> Result<ImageFsInfoResponse, Status> {
     let images = state.images.clone();
     let containers_dir = state.root.join("containers");
-    let (image_usage, container_usage) =
-        tokio::task::spawn_blocking(move || (images.usage(), dir_usage(&containers_dir)))
-            .await
-            .map_err(|e| Status::internal(format!("ImageFsInfo: {e}")))?;
+    let (image_usage, container_usage) = tokio::task::spawn_blocking(move || {
+        // Absent (no container yet) counts as empty.
+        let containers = crust_stats::dir_usage(&containers_dir)
+            .map(|u| (u.bytes, u.inodes))
+            .unwrap_or((0, 0));
+        (images.usage(), containers)
+    })
+    .await
+    .map_err(|e| Status::internal(format!("ImageFsInfo: {e}")))?;
     let image_usage = image_usage.map_err(|e| image_error("measuring the image store", &e))?;
     let timestamp = now_nanos();
     let usage = |mountpoint: &Path, bytes: u64, inodes: u64| FilesystemUsage {
@@ -42,28 +47,4 @@ pub(super) async fn image_fs_info(
             container_usage.1,
         )],
     })
-}
-
-/// Bytes (allocated blocks) and inodes below `dir`, each inode counted once; 0 when absent.
-pub(crate) fn dir_usage(dir: &Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    while let Some(path) = stack.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if !seen.insert((meta.dev(), meta.ino())) {
-            continue;
-        }
-        bytes += meta.blocks() * 512;
-        inodes += 1;
-        if meta.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&path) {
-                stack.extend(rd.flatten().map(|e| e.path()));
-            }
-        }
-    }
-    (bytes, inodes)
 }
