@@ -136,6 +136,8 @@ pub async fn run(ctx: &Ctx, args: ContainersBenchArgs, out: &mut dyn Write) -> R
         runtime_handler: args.runtime_handler.clone(),
         image: Some(args.image.clone()),
         count: args.count,
+        parallel: None,
+        all_running_seconds: None,
         wall_seconds: wall_seconds(started),
         rpcs: summaries(&cycles),
     };
@@ -144,7 +146,12 @@ pub async fn run(ctx: &Ctx, args: ContainersBenchArgs, out: &mut dyn Write) -> R
 
 /// The `i`-th container of run `run_id`: `sleep 3600` in `image`, with a unique name and
 /// the run label.
-fn container_config(image: &ImageSpec, run_id: &str, i: u32, seccomp: &str) -> ContainerConfig {
+pub(super) fn container_config(
+    image: &ImageSpec,
+    run_id: &str,
+    i: u32,
+    seccomp: &str,
+) -> ContainerConfig {
     let profile_type = match seccomp {
         "runtime-default" => ProfileType::RuntimeDefault,
         _ => ProfileType::Unconfined,
@@ -431,6 +438,8 @@ mod tests {
             runtime_handler: "runc".into(),
             image: Some("busybox".into()),
             count: 1,
+            parallel: None,
+            all_running_seconds: None,
             wall_seconds: 0.1,
             rpcs: summaries(&[Cycle::default()]),
         };

@@ -3,6 +3,7 @@
 
 mod containers;
 mod pods;
+mod pods_parallel;
 mod stats;
 mod stats_rpcs;
 
@@ -24,7 +25,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// Run N pod sandboxes one after another, then stop and remove each; time every RPC
+    /// Run N pod sandboxes (P at a time with --parallel, each with a container with
+    /// --with-container), then stop and remove each; time every RPC
     Pods(pods::PodsBenchArgs),
     /// In one pod, create, start, exec in, stop and remove N containers one after another;
     /// time every RPC
@@ -50,6 +52,13 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     pub count: u32,
+    /// How many pods were set up at a time (`bench pods --parallel`/`--with-container`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    /// Seconds from the first RunPodSandbox to the last pod running: the last StartContainer
+    /// (or RunPodSandbox without containers) returning (`bench pods --parallel` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_running_seconds: Option<f64>,
     /// Wall time of the whole run, checks included.
     pub wall_seconds: f64,
     pub rpcs: Vec<Summary>,
@@ -67,10 +76,17 @@ impl Report {
             Some(image) => format!(", image {image}"),
             None => String::new(),
         };
+        let parallel = match self.parallel {
+            Some(p) => format!(", {p} at a time"),
+            None => String::new(),
+        };
         let mut text = format!(
-            "{} {what} on {} (runtime handler {handler}{image}), {:.3} s in all\n",
+            "{} {what} on {} (runtime handler {handler}{image}{parallel}), {:.3} s in all\n",
             self.count, self.endpoint, self.wall_seconds
         );
+        if let Some(s) = self.all_running_seconds {
+            text.push_str(&format!("all running after {s:.3} s\n"));
+        }
         text.push_str(&stats::table(&self.rpcs));
         text
     }

@@ -45,16 +45,27 @@ pub struct PodsBenchArgs {
     /// Runtime handler to run the pods with
     #[arg(short, long, default_value = "")]
     pub runtime: String,
+    /// How many pods are set up (and torn down) at a time, each by its own task on one
+    /// connection; 1 runs them one after another
+    #[arg(short = 'p', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallel: u32,
+    /// Give every pod one container running `sleep 3600` (needs --image), created and
+    /// started right after its pod
+    #[arg(long, requires = "image")]
+    pub with_container: bool,
+    /// The containers' image with --with-container (pulled first when the runtime lacks it)
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
     /// Output format
     #[arg(short, long, default_value = "table", value_parser = format_parser(&["json", "table"]))]
     pub output: Format,
 }
 
 pub async fn run(ctx: &Ctx, args: PodsBenchArgs, out: &mut dyn Write) -> Result<()> {
-    let base = match &args.config {
-        Some(path) => config::load_pod_sandbox_config(path)?,
-        None => default_config(),
-    };
+    if args.parallel > 1 || args.with_container {
+        return super::pods_parallel::run(ctx, args, out).await;
+    }
+    let base = base_config(&args)?;
     let run_id: String = config::new_uuid()?.chars().take(8).collect();
     let mut client = ctx.runtime().await?;
     let started = Instant::now();
@@ -118,6 +129,8 @@ pub async fn run(ctx: &Ctx, args: PodsBenchArgs, out: &mut dyn Write) -> Result<
         runtime_handler: args.runtime.clone(),
         image: None,
         count: args.count,
+        parallel: None,
+        all_running_seconds: None,
         wall_seconds: wall_seconds(started),
         rpcs: vec![
             Summary::new("RunPodSandbox", &run_times),
@@ -126,6 +139,13 @@ pub async fn run(ctx: &Ctx, args: PodsBenchArgs, out: &mut dyn Write) -> Result<
         ],
     };
     report.print("pods", args.output, out)
+}
+
+pub(super) fn base_config(args: &PodsBenchArgs) -> Result<PodSandboxConfig> {
+    match &args.config {
+        Some(path) => config::load_pod_sandbox_config(path),
+        None => Ok(default_config()),
+    }
 }
 
 pub(super) fn default_config() -> PodSandboxConfig {
@@ -165,7 +185,7 @@ pub(super) fn pod_config(
 }
 
 /// How many pods of this run are listed (only READY ones with `ready`).
-async fn list_bench_pods(
+pub(super) async fn list_bench_pods(
     ctx: &Ctx,
     client: &mut RuntimeServiceClient<Channel>,
     run_id: &str,
@@ -287,6 +307,8 @@ mod tests {
             runtime_handler: String::new(),
             image: None,
             count: 3,
+            parallel: None,
+            all_running_seconds: None,
             wall_seconds: 1.5,
             rpcs: vec![
                 Summary::new("RunPodSandbox", &ms(&[100, 300, 200])),
