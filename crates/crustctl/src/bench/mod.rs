@@ -4,6 +4,7 @@
 mod containers;
 mod pods;
 mod pods_parallel;
+mod pull;
 mod stats;
 mod stats_rpcs;
 
@@ -33,6 +34,8 @@ pub enum BenchCommand {
     Containers(containers::ContainersBenchArgs),
     /// With N pods (and a container each), time ListPodSandboxStats and ListContainerStats
     Stats(stats_rpcs::StatsBenchArgs),
+    /// Pull one image N times, removing it in between; time PullImage (and RemoveImage)
+    Pull(pull::PullBenchArgs),
 }
 
 pub async fn run(ctx: &Ctx, args: BenchArgs, out: &mut dyn Write) -> Result<()> {
@@ -40,6 +43,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs, out: &mut dyn Write) -> Result<()> 
         BenchCommand::Pods(args) => pods::run(ctx, args, out).await,
         BenchCommand::Containers(args) => containers::run(ctx, args, out).await,
         BenchCommand::Stats(args) => stats_rpcs::run(ctx, args, out).await,
+        BenchCommand::Pull(args) => pull::run(ctx, args, out).await,
     }
 }
 
