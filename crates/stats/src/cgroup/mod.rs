@@ -225,6 +225,20 @@ pub(crate) fn read_files(
     Ok(())
 }
 
+/// `pids.current` and `pids.max`: the same files in v1's pids hierarchy and in v2.
+pub fn pids<'a>(file: impl Fn(&str) -> Option<&'a str>) -> Result<Option<PidsStats>, ParseError> {
+    let Some(current) = file("pids.current") else {
+        return Ok(None);
+    };
+    Ok(Some(PidsStats {
+        current: parse_u64("pids.current", current)?,
+        limit: match file("pids.max") {
+            Some(text) => parse_max("pids.max", text)?,
+            None => None,
+        },
+    }))
+}
+
 /// A file holding one unsigned number.
 pub(crate) fn parse_u64(file: &str, text: &str) -> Result<u64, ParseError> {
     let t = text.trim();

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use super::{
-    flat, parse_max, parse_u64, read_files, working_set_and_available, CgroupStats, CpuStats,
-    Detail, Files, MemoryStats, PidsStats, SwapStats, Throttling,
+    flat, parse_max, parse_u64, pids, read_files, working_set_and_available, CgroupStats, CpuStats,
+    Detail, Files, MemoryStats, SwapStats, Throttling,
 };
 use crate::error::{Error, ParseError};
 
@@ -133,24 +133,11 @@ pub fn swap<'a>(file: impl Fn(&str) -> Option<&'a str>) -> Result<Option<SwapSta
     }))
 }
 
-/// `pids.current` and `pids.max`.
-pub fn pids<'a>(file: impl Fn(&str) -> Option<&'a str>) -> Result<Option<PidsStats>, ParseError> {
-    let Some(current) = file("pids.current") else {
-        return Ok(None);
-    };
-    Ok(Some(PidsStats {
-        current: parse_u64("pids.current", current)?,
-        limit: match file("pids.max") {
-            Some(text) => parse_max("pids.max", text)?,
-            None => None,
-        },
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
+    use super::super::PidsStats;
     use super::*;
 
     /// Files of a real v2 container cgroup (kernel 6.1), trimmed.
