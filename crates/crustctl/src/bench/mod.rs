@@ -1,6 +1,7 @@
 //! `crustctl bench`: timed CRI workloads against whatever runtime `-r` names (crustd,
 //! containerd…), for the side-by-side scripts in `bench/`.
 
+mod chart;
 mod containers;
 mod pods;
 mod pods_parallel;
@@ -36,6 +37,8 @@ pub enum BenchCommand {
     Stats(stats_rpcs::StatsBenchArgs),
     /// Pull one image N times, removing it in between; time PullImage (and RemoveImage)
     Pull(pull::PullBenchArgs),
+    /// Draw bench/compare.sh's results (latency per RPC, crustd vs containerd) as an SVG
+    Chart(chart::ChartArgs),
 }
 
 pub async fn run(ctx: &Ctx, args: BenchArgs, out: &mut dyn Write) -> Result<()> {
@@ -44,6 +47,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs, out: &mut dyn Write) -> Result<()> 
         BenchCommand::Containers(args) => containers::run(ctx, args, out).await,
         BenchCommand::Stats(args) => stats_rpcs::run(ctx, args, out).await,
         BenchCommand::Pull(args) => pull::run(ctx, args, out).await,
+        BenchCommand::Chart(args) => chart::run(args),
     }
 }
 
