@@ -211,16 +211,7 @@ async fn cycle(
         config: Some(config),
         sandbox_config: Some(pod.clone()),
     };
-    let t0 = Instant::now();
-    let id = ctx
-        .call("CreateContainer", request, |req| {
-            client.create_container(req)
-        })
-        .await
-        .map_err(|e| anyhow!(e))
-        .context("CreateContainer")?
-        .container_id;
-    let create = t0.elapsed();
+    let (id, create) = create_timed(ctx, client, request).await?;
     *created = Some(id.clone());
 
     let t0 = Instant::now();
@@ -268,6 +259,24 @@ async fn cycle(
 }
 
 /// Fails unless ContainerStatus reports `want` (untimed).
+/// CreateContainer, timed: the new container's ID and how long the call took.
+pub(super) async fn create_timed(
+    ctx: &Ctx,
+    client: &mut RuntimeServiceClient<Channel>,
+    request: CreateContainerRequest,
+) -> Result<(String, Duration)> {
+    let t0 = Instant::now();
+    let id = ctx
+        .call("CreateContainer", request, |req| {
+            client.create_container(req)
+        })
+        .await
+        .map_err(|e| anyhow!(e))
+        .context("CreateContainer")?
+        .container_id;
+    Ok((id, t0.elapsed()))
+}
+
 async fn expect_state(
     ctx: &Ctx,
     client: &mut RuntimeServiceClient<Channel>,

@@ -228,16 +228,7 @@ async fn set_up(
         config: Some(container_config(&image, run_id, i, "unconfined")),
         sandbox_config: Some(pod),
     };
-    let t0 = Instant::now();
-    let container_id = ctx
-        .call("CreateContainer", request, |req| {
-            client.create_container(req)
-        })
-        .await
-        .map_err(|e| anyhow!(e))
-        .context("CreateContainer")?
-        .container_id;
-    let create = t0.elapsed();
+    let (container_id, create) = super::containers::create_timed(ctx, client, request).await?;
     let t0 = Instant::now();
     start_container(ctx, client, &container_id)
         .await
