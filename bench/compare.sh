@@ -92,18 +92,6 @@ rm -f "$OUT"/raw/*.json
 need=(crustctl crust-testenv crustd crust-monitor)
 bench_build -p crustctl -p crust-testenv -p crustd -p crust-monitor
 
-# ---------------------------------------------------------------------------------------------
-# The pods' cgroup parents (bench stats) in every hierarchy; removed after each daemon's run.
-parent_dirs() {
-    ls -d "/sys/fs/cgroup$CGROUP_PARENT" /sys/fs/cgroup/*"$CGROUP_PARENT" 2>/dev/null || true
-}
-clean_parents() {
-    local d
-    for d in $(parent_dirs); do
-        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
-        rmdir "$d" 2>/dev/null || log "could not remove cgroup $d"
-    done
-}
 [ -z "$(parent_dirs)" ] || die "$CGROUP_PARENT exists in the cgroup hierarchies already (another run, or a leftover)"
 
 bench_init compare
@@ -237,21 +225,7 @@ default_handler = \"runc\""
         die "$daemon_name: rmp -fa of the held pods failed"
 
     # Leaks: containers, pods, mounts, OCI runtime state, network, cgroups.
-    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s ps -aq | wc -l)
-    [ "$n" = 0 ] || problems+=("$n containers still listed")
-    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s pods -q | wc -l)
-    [ "$n" = 0 ] || problems+=("$n pods still listed")
-    n=$(mounts_under "$d" | wc -l)
-    [ "$n" = 0 ] || problems+=("$n mounts left under the daemon's directory")
-    n=$(oci_leftovers | wc -l)
-    [ "$n" = 0 ] || problems+=("$n containers left in runc's state")
-    network_leaks
-    if [ "$dmn" = containerd ]; then
-        k8s_cgroup_leaks
-    else
-        n=$( (find $(parent_dirs) -mindepth 1 -type d 2>/dev/null || true) | wc -l)
-        [ "$n" = 0 ] || problems+=("$n pod cgroups left under $CGROUP_PARENT")
-    fi
+    cri_leaks "$d" "$dmn"
     clean_parents
     if [ ${#problems[@]} = 0 ]; then
         leaks[$dmn-$round]=none
@@ -322,7 +296,6 @@ top_field() {
     shift
     sed -n "s/^  \"$f\": \([-0-9.e+]*\).*/\1/p" "$@"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 row() { printf '%-34s %14s %14s %8s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 files() { ls "$OUT"/raw/r*-"$1"-"$2".json; }
 mem() {

@@ -147,19 +147,8 @@ default_handler = \"$rt\""
     fi
     bench_pid=""
 
-    # Leaks: containers, pods, mounts, OCI runtime state, network (and containerd's cgroups).
-    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s ps -aq | wc -l)
-    [ "$n" = 0 ] || problems+=("$n containers still listed")
-    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s pods -q | wc -l)
-    [ "$n" = 0 ] || problems+=("$n pods still listed")
-    n=$(mounts_under "$d" | wc -l)
-    [ "$n" = 0 ] || problems+=("$n mounts left under the daemon's directory")
-    n=$(oci_leftovers | wc -l)
-    [ "$n" = 0 ] || problems+=("$n containers left in $rt's state")
-    network_leaks
-    if [ "$dmn" = containerd ]; then
-        k8s_cgroup_leaks
-    fi
+    # Leaks: containers, pods, mounts, OCI runtime state, network, cgroups.
+    cri_leaks "$d" "$dmn" "$rt"
     if [ ${#problems[@]} = 0 ]; then
         leaks[$key]=none
     else
@@ -190,7 +179,6 @@ stat_of() { # daemon runtime op -> "median p99"
     mapfile -t files < <(runs "$1" "$2")
     if [ ${#files[@]} = 0 ]; then echo "- -"; else samples "$3" "${files[@]}" | median_p99; fi
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 
 kernel=$(uname -r)
 ncpu=$(nproc)

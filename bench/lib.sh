@@ -287,6 +287,48 @@ k8s_cgroup_leaks() {
     return 0
 }
 
+# Every leak a run can leave, appended to `problems`: containers and pods still listed, mounts
+# under the daemon's directory $1, OCI runtime state ($3, runc by default, names the runtime),
+# network, and pod cgroups: containerd's under k8s.io when $2 is containerd, else crustd's
+# under $CGROUP_PARENT when the script sets one.
+cri_leaks() {
+    local dir=$1 daemon=$2 rt=${3:-runc} n
+    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s ps -aq | wc -l)
+    [ "$n" = 0 ] || problems+=("$n containers still listed")
+    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s pods -q | wc -l)
+    [ "$n" = 0 ] || problems+=("$n pods still listed")
+    n=$(mounts_under "$dir" | wc -l)
+    [ "$n" = 0 ] || problems+=("$n mounts left under the daemon's directory")
+    n=$(oci_leftovers | wc -l)
+    [ "$n" = 0 ] || problems+=("$n containers left in $rt's state")
+    network_leaks
+    if [ "$daemon" = containerd ]; then
+        k8s_cgroup_leaks
+    elif [ -n "${CGROUP_PARENT:-}" ]; then
+        n=$( (find $(parent_dirs) -mindepth 1 -type d 2>/dev/null || true) | wc -l)
+        [ "$n" = 0 ] || problems+=("$n pod cgroups left under $CGROUP_PARENT")
+    fi
+    return 0
+}
+
+# The pods' cgroup parent $CGROUP_PARENT in every hierarchy (v1 controllers, named, unified).
+parent_dirs() {
+    ls -d "/sys/fs/cgroup$CGROUP_PARENT" /sys/fs/cgroup/*"$CGROUP_PARENT" 2>/dev/null || true
+}
+
+# Removes the parents' tree, deepest first. crustd removes the pod cgroups it made; kubelet,
+# not containerd, would remove containerd's.
+clean_parents() {
+    local d
+    for d in $(parent_dirs); do
+        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+        rmdir "$d" 2>/dev/null || log "could not remove cgroup $d"
+    done
+}
+
+# a / b to two decimals, or "-" when either is missing or b is 0.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+
 # ---------------------------------------------------------------------------------------------
 # The local registry (crust-testenv serve: docker-registry on 127.0.0.1 with the standard test
 # images) and containerd's pause image in it. Sets registry, pause_image; the standard images'

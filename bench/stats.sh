@@ -96,20 +96,7 @@ fi
 
 RPCS=(ListPodSandboxStats ListContainerStats)
 CGROUP_PARENT=/crust-bench-stats
-# The pods' cgroup parents in every hierarchy (v1 controllers, the unified one).
-parent_dirs() {
-    ls -d "/sys/fs/cgroup$CGROUP_PARENT" /sys/fs/cgroup/*"$CGROUP_PARENT" 2>/dev/null || true
-}
 [ -z "$(parent_dirs)" ] || die "$CGROUP_PARENT exists in the cgroup hierarchies already (another run, or a leftover)"
-# Removes the parents' tree, deepest first. crustd removes the pod cgroups it made; kubelet,
-# not containerd, would remove containerd's.
-clean_parents() {
-    local d
-    for d in $(parent_dirs); do
-        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
-        rmdir "$d" 2>/dev/null || log "could not remove cgroup $d"
-    done
-}
 # lib.sh's cleanup stops the daemons and ends with `exit`: run it in a subshell, then remove
 # the parents it has emptied.
 trap 'rc=$?; trap - ERR; set +e; (exit $rc); (cleanup); clean_parents; exit $rc' EXIT
@@ -160,22 +147,8 @@ default_handler = \"runc\""
     fi
     bench_pid=""
 
-    # Leaks: containers, pods, mounts, OCI runtime state, network (and containerd's cgroups).
-    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s ps -aq | wc -l)
-    [ "$n" = 0 ] || problems+=("$n containers still listed")
-    n=$("$bin/crustctl" -r "unix://$SOCK" --timeout 10s pods -q | wc -l)
-    [ "$n" = 0 ] || problems+=("$n pods still listed")
-    n=$(mounts_under "$d" | wc -l)
-    [ "$n" = 0 ] || problems+=("$n mounts left under the daemon's directory")
-    n=$(oci_leftovers | wc -l)
-    [ "$n" = 0 ] || problems+=("$n containers left in runc's state")
-    network_leaks
-    if [ "$dmn" = containerd ]; then
-        k8s_cgroup_leaks
-    else
-        n=$( (find $(parent_dirs) -mindepth 1 -type d 2>/dev/null || true) | wc -l)
-        [ "$n" = 0 ] || problems+=("$n pod cgroups left under $CGROUP_PARENT")
-    fi
+    # Leaks: containers, pods, mounts, OCI runtime state, network, cgroups.
+    cri_leaks "$d" "$dmn"
     clean_parents
     if [ ${#problems[@]} = 0 ]; then
         leaks[$dmn]=none
