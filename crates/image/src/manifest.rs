@@ -88,6 +88,38 @@ pub fn is_index(kind: &str) -> bool {
     kind == OCI_INDEX || kind == DOCKER_LIST
 }
 
+/// Checks a fetched manifest or index (of effective media type `kind`) before anything it
+/// names is fetched: the kind is one of the known ones, and every digest is a valid
+/// `sha256:`/`sha512:` digest (they become registry URLs and file names). The reason names
+/// the field at fault.
+pub fn check(doc: &ManifestDoc, kind: &str) -> Result<(), String> {
+    if ![
+        OCI_INDEX,
+        OCI_MANIFEST,
+        DOCKER_LIST,
+        DOCKER_MANIFEST,
+        DOCKER_SCHEMA1,
+    ]
+    .contains(&kind)
+    {
+        return Err(format!("unsupported media type {kind:?}"));
+    }
+    let digest = |field: String, d: &Descriptor| {
+        crate::reference::validate_digest(&d.digest)
+            .map_err(|r| format!("{field} digest {:?}: {r}", d.digest))
+    };
+    if let Some(c) = &doc.config {
+        digest("config".into(), c)?;
+    }
+    for (i, l) in doc.layers.iter().enumerate() {
+        digest(format!("layers[{i}]"), l)?;
+    }
+    for (i, m) in doc.manifests.iter().flatten().enumerate() {
+        digest(format!("manifests[{i}]"), m)?;
+    }
+    Ok(())
+}
+
 /// The image config: what a container needs, plus the layers' diff IDs.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ImageConfig {

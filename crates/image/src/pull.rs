@@ -287,6 +287,7 @@ impl ImageManager {
         let doc: ManifestDoc = serde_json::from_slice(&bytes)
             .map_err(|e| bad(reference, &format!("manifest: {e}")))?;
         let kind = doc.kind(&content_type.unwrap_or_default());
+        manifest::check(&doc, &kind).map_err(|r| bad(reference, &format!("manifest: {r}")))?;
         Ok((actual, bytes, doc, kind))
     }
 

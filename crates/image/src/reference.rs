@@ -78,7 +78,9 @@ impl Reference {
             path
         };
         validate_path(&path).map_err(err)?;
-        if name.len() > 255 {
+        // The limit is on the normalized name (as distribution/reference checks it), so that
+        // what parses also renders to a reference that parses.
+        if domain.len() + 1 + path.len() > 255 {
             return Err(err("repository name longer than 255 characters"));
         }
         let tag = match (tag, &digest) {
