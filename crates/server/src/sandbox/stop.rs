@@ -24,12 +24,13 @@ impl Pods {
     }
 
     async fn stop_locked(&self, pod: &Pod) -> Result<(), Status> {
-        // Containers are stopped here once they exist (the container issue).
-        self.teardown_network(pod).await?;
+        // NotReady is recorded before the network goes: a crash in between must not leave a
+        // pod that recovery reports Ready while its IP is already released (and handed to
+        // another pod). A torn-down flag not yet saved only means CNI DEL runs again.
         if pod.snapshot().state == PodState::Ready {
             self.save_not_ready(pod)?;
         }
-        Ok(())
+        self.teardown_network(pod).await
     }
 
     /// CNI DEL with the config and result of ADD, once.
@@ -117,13 +118,12 @@ impl Pods {
                 Ok(client) => match client.watch().await {
                     Ok(events) => Some(events),
                     Err(_) => {
-                        Self::not_ready_from_watch(&pods, &pod, "the pod monitor does not answer")
-                            .await;
+                        Self::monitor_gone(&pods, &pod, "the pod monitor does not answer").await;
                         None
                     }
                 },
                 Err(_) => {
-                    Self::not_ready_from_watch(&pods, &pod, "the pod monitor is gone").await;
+                    Self::monitor_gone(&pods, &pod, "the pod monitor is gone").await;
                     None
                 }
             };
@@ -144,12 +144,14 @@ impl Pods {
                                 signal,
                                 finished_at,
                             };
-                            let _ = pods.container_exits.send((id, exit));
+                            let _ = pods
+                                .container_exits
+                                .send(super::MonitorReport::Exited(id, exit));
                         }
                     }
                     Some(_) => {}
                     None => {
-                        Self::not_ready_from_watch(&pods, &pod, "the pod monitor went away").await;
+                        Self::monitor_gone(&pods, &pod, "the pod monitor went away").await;
                         break;
                     }
                 }
@@ -157,12 +159,27 @@ impl Pods {
         });
     }
 
-    async fn not_ready_from_watch(pods: &std::sync::Weak<Pods>, pod: &Pod, why: &str) {
+    /// Returns whether the pod is still known (not removed).
+    async fn not_ready_from_watch(pods: &std::sync::Weak<Pods>, pod: &Pod, why: &str) -> bool {
         if let Some(pods) = pods.upgrade() {
             // A Remove under way owns the pod; it is going anyway.
             let _op = pod.op.lock().await;
             if pods.index().pods.contains_key(&pod.snapshot().id) {
                 pods.mark_not_ready(pod, why);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The pod's monitor died (or was killed): the pod is not ready, and the container side
+    /// is told, as nothing reaps, logs or reports its containers any more (containerd kills a
+    /// container whose shim died).
+    async fn monitor_gone(pods: &std::sync::Weak<Pods>, pod: &Pod, why: &str) {
+        if Self::not_ready_from_watch(pods, pod, why).await {
+            if let Some(pods) = pods.upgrade() {
+                let id = pod.snapshot().id;
+                let _ = pods.container_exits.send(super::MonitorReport::Gone(id));
             }
         }
     }
