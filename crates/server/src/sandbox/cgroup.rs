@@ -256,7 +256,14 @@ pub fn ensure(layout: &Layout, path: &str) -> Result<Vec<PathBuf>, CgroupError> 
                     }
                     created.push(d);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Another pod's start may have made it a moment ago and not yet filled
+                    // its cpuset: a child made under an empty one could never hold a task
+                    // (ENOSPC), so fill it here too.
+                    if controller == Some("cpuset") && cpuset_empty(&d) {
+                        inherit_cpuset(&d)?;
+                    }
+                }
                 Err(e) => {
                     remove(&created);
                     return Err(CgroupError::Io { path: d, source: e });
@@ -275,6 +282,15 @@ fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
         std::fs::write(dir.join(file), value.trim()).map_err(io_err(dir))?;
     }
     Ok(())
+}
+
+/// Whether a v1 cpuset cgroup has no CPUs or no memory nodes yet.
+fn cpuset_empty(dir: &Path) -> bool {
+    ["cpuset.cpus", "cpuset.mems"].iter().any(|file| {
+        std::fs::read_to_string(dir.join(file))
+            .map(|v| v.trim().is_empty())
+            .unwrap_or(false)
+    })
 }
 
 /// Writes the limits into the pod cgroup.
@@ -364,6 +380,17 @@ pub fn remove(created: &[PathBuf]) -> Vec<(PathBuf, io::Error)> {
         }
     }
     failed
+}
+
+/// Removes the (empty) cgroup `path` (cgroupfs form) from every hierarchy it is in.
+pub fn remove_path(layout: &Layout, path: &str) -> Vec<(PathBuf, io::Error)> {
+    let dirs: Vec<PathBuf> = layout
+        .dirs(path)
+        .into_iter()
+        .map(|(_, d)| d)
+        .filter(|d| d.exists())
+        .collect();
+    remove(&dirs)
 }
 
 #[cfg(test)]
