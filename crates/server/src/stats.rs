@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crust_stats::{CgroupStats, CpuStats, Detail, MemoryStats, PidsStats, SwapStats};
 use crust_store::{ContainerRecord, PodRecord};
@@ -23,8 +24,8 @@ use k8s_cri::v1::{
 };
 use tonic::Status;
 
-use crate::container::{ContainerReading, Containers};
-use crate::sandbox::{netns_path, network_usage, PodReading, Pods};
+use crate::container::{Container, ContainerReading, Containers};
+use crate::sandbox::{netns_path, network_usage, Pod, PodReading, Pods};
 use crate::service::now_nanos;
 
 /// Samples older than this are dropped (their container or pod is gone, or nobody asks).
@@ -36,10 +37,51 @@ struct Sample {
     timestamp: i64,
 }
 
-/// The previous CPU sample of each container and pod, for `usage_nano_cores`.
+/// The previous CPU sample of each container and pod, for `usage_nano_cores`, and the
+/// readings in flight.
 #[derive(Debug, Default)]
 pub struct Stats {
     samples: Mutex<HashMap<String, Sample>>,
+    containers_flight: tokio::sync::Mutex<Option<Flight<Vec<ContainerStats>>>>,
+    pods_flight: tokio::sync::Mutex<Option<Flight<Vec<PodSandboxStats>>>>,
+}
+
+/// The last reading of one kind: when it started, of which objects, and what it gave.
+#[derive(Debug)]
+struct Flight<T> {
+    started: Instant,
+    ids: Vec<String>,
+    result: T,
+}
+
+/// Readings of one kind go one at a time, and callers that were waiting for the lock while a
+/// reading of the same objects *started after they arrived* take that reading instead of
+/// making another: a burst of concurrent List*Stats calls (kubelet, a dashboard, metrics
+/// scrapers at once) costs about two readings, not one each (1,000 concurrent ones over 110
+/// pods used to start thousands of threads and take crustd's RSS to ~1 GB). No caller gets
+/// figures older than its request.
+/// The records are snapshot (`read` called) only once the lock is held, so that waiting
+/// callers hold no copies of them.
+async fn coalesced<T: Clone, F: std::future::Future<Output = Result<T, Status>>>(
+    flight: &tokio::sync::Mutex<Option<Flight<T>>>,
+    ids: Vec<String>,
+    read: impl FnOnce() -> F,
+) -> Result<T, Status> {
+    let arrived = Instant::now();
+    let mut slot = flight.lock().await;
+    if let Some(f) = slot.as_ref() {
+        if f.started >= arrived && f.ids == ids {
+            return Ok(f.result.clone());
+        }
+    }
+    let started = Instant::now();
+    let result = read().await?;
+    *slot = Some(Flight {
+        started,
+        ids,
+        result: result.clone(),
+    });
+    Ok(result)
 }
 
 impl Stats {
@@ -69,8 +111,30 @@ impl Stats {
             .retain(|_, s| now - s.timestamp < SAMPLE_TTL_NS);
     }
 
-    /// Stats of `records` (containers), in the same order.
+    /// Stats of `selected` (containers), in the same order.
     pub async fn containers(
+        &self,
+        containers: &Arc<Containers>,
+        selected: Vec<Arc<Container>>,
+    ) -> Result<Vec<ContainerStats>, Status> {
+        let ids = selected
+            .iter()
+            .map(|c| {
+                c.record
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .id
+                    .clone()
+            })
+            .collect();
+        coalesced(&self.containers_flight, ids, || {
+            let records = selected.iter().map(|c| c.snapshot()).collect();
+            self.collect_containers(containers, records)
+        })
+        .await
+    }
+
+    async fn collect_containers(
         &self,
         containers: &Arc<Containers>,
         records: Vec<ContainerRecord>,
@@ -84,8 +148,31 @@ impl Stats {
             .collect())
     }
 
-    /// Stats of `records` (pods) with their containers', in the same order.
+    /// Stats of `selected` (pods) with their containers', in the same order.
     pub async fn pods(
+        &self,
+        pods: &Arc<Pods>,
+        containers: &Arc<Containers>,
+        selected: Vec<Arc<Pod>>,
+    ) -> Result<Vec<PodSandboxStats>, Status> {
+        let ids = selected
+            .iter()
+            .map(|p| {
+                p.record
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .id
+                    .clone()
+            })
+            .collect();
+        coalesced(&self.pods_flight, ids, || {
+            let records = selected.iter().map(|p| p.snapshot()).collect();
+            self.collect_pods(pods, containers, records)
+        })
+        .await
+    }
+
+    async fn collect_pods(
         &self,
         pods: &Arc<Pods>,
         containers: &Arc<Containers>,

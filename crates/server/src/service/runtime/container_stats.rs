@@ -14,13 +14,10 @@ pub(super) async fn container_stats(
             "ContainerStats: container ID is empty",
         ));
     }
-    let record = state
-        .containers
-        .get("ContainerStats", &req.container_id)?
-        .snapshot();
+    let container = state.containers.get("ContainerStats", &req.container_id)?;
     let mut stats = state
         .stats
-        .containers(&state.containers, vec![record])
+        .containers(&state.containers, vec![container])
         .await?;
     Ok(ContainerStatsResponse { stats: stats.pop() })
 }

@@ -12,16 +12,20 @@ pub(super) async fn list_container_stats(
     req: ListContainerStatsRequest,
 ) -> Result<ListContainerStatsResponse, Status> {
     let filter = req.filter.unwrap_or_default();
-    let mut records: Vec<_> = state
+    let mut selected: Vec<_> = state
         .containers
         .all()
-        .iter()
+        .into_iter()
         .filter_map(|c| {
             let r = c.record.lock().unwrap_or_else(|e| e.into_inner());
-            container_filter_matches(&r, &filter).then(|| r.clone())
+            let key = (r.created_at, r.id.clone());
+            let matches = container_filter_matches(&r, &filter);
+            drop(r);
+            matches.then_some((key, c))
         })
         .collect();
-    records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let stats = state.stats.containers(&state.containers, records).await?;
+    selected.sort_by(|a, b| a.0.cmp(&b.0));
+    let selected = selected.into_iter().map(|(_, c)| c).collect();
+    let stats = state.stats.containers(&state.containers, selected).await?;
     Ok(ListContainerStatsResponse { stats })
 }

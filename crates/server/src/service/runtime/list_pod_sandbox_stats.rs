@@ -12,19 +12,23 @@ pub(super) async fn list_pod_sandbox_stats(
     req: ListPodSandboxStatsRequest,
 ) -> Result<ListPodSandboxStatsResponse, Status> {
     let filter = req.filter.unwrap_or_default();
-    let mut records: Vec<_> = state
+    let mut selected: Vec<_> = state
         .pods
         .all()
-        .iter()
+        .into_iter()
         .filter_map(|p| {
             let r = p.record.lock().unwrap_or_else(|e| e.into_inner());
-            (r.state == PodState::Ready && pod_filter_matches(&r, &filter)).then(|| r.clone())
+            let key = (r.created_at, r.id.clone());
+            let matches = r.state == PodState::Ready && pod_filter_matches(&r, &filter);
+            drop(r);
+            matches.then_some((key, p))
         })
         .collect();
-    records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    selected.sort_by(|a, b| a.0.cmp(&b.0));
+    let selected = selected.into_iter().map(|(_, p)| p).collect();
     let stats = state
         .stats
-        .pods(&state.pods, &state.containers, records)
+        .pods(&state.pods, &state.containers, selected)
         .await?;
     Ok(ListPodSandboxStatsResponse { stats })
 }

@@ -18,7 +18,7 @@ pub(super) async fn pod_sandbox_stats(
         ));
     }
     let record = match state.pods.lookup(id) {
-        Lookup::Found(pod) => pod.snapshot(),
+        Lookup::Found(pod) => pod,
         Lookup::NotFound => {
             return Err(Status::not_found(format!(
                 "PodSandboxStats: pod sandbox {id:?} not found"
@@ -31,10 +31,13 @@ pub(super) async fn pod_sandbox_stats(
             )))
         }
     };
-    if record.state != PodState::Ready {
+    let (ready, pod_id) = {
+        let r = record.record.lock().unwrap_or_else(|e| e.into_inner());
+        (r.state == PodState::Ready, r.id.clone())
+    };
+    if !ready {
         return Err(Status::failed_precondition(format!(
-            "PodSandboxStats: pod sandbox {} is not ready",
-            record.id
+            "PodSandboxStats: pod sandbox {pod_id} is not ready"
         )));
     }
     let mut stats = state
