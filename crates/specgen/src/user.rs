@@ -154,8 +154,11 @@ pub fn resolve(
     let strict =
         sc.is_some_and(|s| s.supplemental_groups_policy == SupplementalGroupsPolicy::Strict as i32);
     if !strict && !username.is_empty() {
+        // Groups that list the user as a member, as containerd's WithAdditionalGIDs: never the
+        // group named after the user (its primary group in a sane image; a hostile one may
+        // give it gid 0 and list the user in it).
         for g in group_entries(group) {
-            if g.members.contains(&username) {
+            if g.name != username && g.members.contains(&username) {
                 additional.push(g.gid);
             }
         }
@@ -278,6 +281,13 @@ mod tests {
             res(Some(&s), ""),
             Err(SpecError::InvalidId { .. })
         ));
+    }
+
+    #[test]
+    fn the_group_named_after_the_user_adds_nothing() {
+        let group = "root:x:0:\napp:x:0:app\nwheel:x:10:app\n";
+        let r = resolve(None, "app", Some(PASSWD), Some(group)).unwrap();
+        assert_eq!((r.gid, r.additional_gids), (1000, vec![1000, 10]));
     }
 
     #[test]

@@ -95,6 +95,21 @@ impl Pods {
         if !hostname.is_empty() {
             files::validate_hostname(&hostname).map_err(invalid)?;
         }
+        // The directory is made at once and containers' logs go under it: never relative to
+        // crustd's cwd or climbing out with "..".
+        let log_dir = std::path::Path::new(&config.log_directory);
+        if !config.log_directory.is_empty()
+            && (!log_dir.is_absolute()
+                || log_dir
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+                || config.log_directory.contains('\0'))
+        {
+            return Err(invalid(format!(
+                "config.log_directory {:?} must be an absolute path without \"..\"",
+                config.log_directory
+            )));
+        }
         if let Some(dns) = &config.dns_config {
             files::validate_dns(dns).map_err(invalid)?;
         }

@@ -8,14 +8,14 @@
 /// Why a sysctl was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SysctlError {
-    #[error("sysctl {key:?}: not a valid sysctl name")]
+    #[error("config.linux.sysctls {key:?}: not a valid sysctl name")]
     BadName { key: String },
-    #[error("sysctl {key:?}: value {value:?} must be printable and on one line")]
+    #[error("config.linux.sysctls {key:?}: value {value:?} must be printable, on one line, without '=' or '+'")]
     BadValue { key: String, value: String },
-    #[error("sysctl {key:?} is not namespaced: it would change the node")]
+    #[error("config.linux.sysctls {key:?} is not namespaced: it would change the node")]
     NotNamespaced { key: String },
     #[error(
-        "sysctl {key:?} needs the pod's own {namespace} namespace, but the pod shares the node's"
+        "config.linux.sysctls {key:?} needs the pod's own {namespace} namespace, but the pod shares the node's"
     )]
     HostNamespace {
         key: String,
@@ -54,7 +54,13 @@ pub fn validate(
     {
         return Err(bad_name());
     }
-    if value.is_empty() || value.len() > 4096 || value.chars().any(|c| c.is_control() && c != '\t')
+    // No namespaced sysctl takes '=' or '+': in a value they can only be meant to smuggle in a
+    // second `key=value` for a helper that splits on them (CRI-O's pinns, CVE-2022-0811).
+    if value.is_empty()
+        || value.len() > 4096
+        || value
+            .chars()
+            .any(|c| (c.is_control() && c != '\t') || matches!(c, '=' | '+'))
     {
         return Err(SysctlError::BadValue {
             key: key.to_string(),
@@ -155,6 +161,19 @@ mod tests {
             validate("net.ipv4.ip_forward", "1\nkernel.hostname=x", false, false),
             Err(SysctlError::BadValue { .. })
         ));
+        for value in [
+            "1+kernel.core_pattern=|/evil",
+            "1 kernel.core_pattern=|/evil",
+            "1+",
+        ] {
+            assert!(
+                matches!(
+                    validate("kernel.shm_rmid_forced", value, false, false),
+                    Err(SysctlError::BadValue { .. })
+                ),
+                "{value}"
+            );
+        }
         assert!(validate("net.ipv4.ip_forward", "", false, false).is_err());
         assert!(validate("net.ipv4.ip_forward", "1\0", false, false).is_err());
         for key in [
