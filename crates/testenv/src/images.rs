@@ -447,6 +447,59 @@ pub async fn push_configured_image(reg: &Registry, name: &str, config: Value) ->
     push_single(&reg.host(), name, &img, reg.credentials()).await
 }
 
+/// An entry of the layer [`push_image_with_layer`] adds on top of busybox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerEntry {
+    /// A directory (0755, root).
+    Dir(String),
+    /// A regular file (0644, root).
+    File(String, Vec<u8>),
+    /// A symlink at the first path with the second as its target, written as given (absolute
+    /// or with `..`: for images whose links aim out of their rootfs).
+    Symlink(String, String),
+}
+
+/// The busybox image with one more layer of `entries` on top, its container config patched
+/// with `config` as in [`push_configured_image`] (an image config's `Volumes` too), pushed as
+/// `name:latest`. For hostile images: links out of the rootfs, a crafted /etc/group.
+pub async fn push_image_with_layer(
+    reg: &Registry,
+    name: &str,
+    config: Value,
+    entries: &[LayerEntry],
+) -> Result<Pushed> {
+    let s = standard().await?;
+    let mut t = TarBuilder::new();
+    for e in entries {
+        match e {
+            LayerEntry::Dir(path) => t.dir(path, 0o755)?,
+            LayerEntry::File(path, data) => t.file(path, 0o644, data)?,
+            LayerEntry::Symlink(path, target) => t.raw(RawEntry {
+                link: Some(target.as_bytes()),
+                mode: 0o777,
+                ..RawEntry::new(EntryType::Symlink, path.as_bytes())
+            })?,
+        }
+    }
+    let layer = Layer::from_tar(&t.into_tar()?, Flavor::Oci, Compression::Gzip)?;
+    let mut c = container_config(json!({ "org.crust.test.image": name }), None);
+    if let (Some(target), Some(patch)) = (c.as_object_mut(), config.as_object()) {
+        for (k, v) in patch {
+            if v.is_null() {
+                target.remove(k);
+            } else {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut layers = s.busybox_oci.layers.clone();
+    layers.push(layer);
+    let mut history = BUSYBOX_HISTORY.to_vec();
+    history.push("ADD test entries");
+    let img = BuiltImage::new(Flavor::Oci, Platform::AMD64, c, layers, &history)?;
+    push_single(&reg.host(), name, &img, reg.credentials()).await
+}
+
 /// One OCI gzip layer whose entries all aim at `target_dir` (an absolute host path): `..`
 /// escapes, absolute paths, a symlink followed by a file through it, hard links out of the
 /// rootfs, device nodes and a set-uid file.

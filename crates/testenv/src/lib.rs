@@ -20,8 +20,8 @@ mod token;
 pub use client::FetchedManifest;
 pub use images::{
     push_big_image, push_big_image_to, push_configured_image, push_hostile_image,
-    push_hostile_image_to, push_pause_image_to, push_standard_images, push_standard_images_to,
-    Pushed, StandardImages, BUSYBOX_PATH,
+    push_hostile_image_to, push_image_with_layer, push_pause_image_to, push_standard_images,
+    push_standard_images_to, LayerEntry, Pushed, StandardImages, BUSYBOX_PATH,
 };
 pub use registry::{Auth, Registry, RegistryOptions};
 

@@ -606,12 +606,14 @@ fn validate_name(name: &str) -> Result<(), String> {
         return Err("config.metadata.name is required".into());
     }
     if name.len() > 253
+        || name == "."
+        || name == ".."
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         return Err(format!(
-            "config.metadata.name {name:?}: only letters, digits, '-', '_' and '.' (at most 253)"
+            "config.metadata.name {name:?}: only letters, digits, '-', '_' and '.' (at most 253), not \".\" or \"..\""
         ));
     }
     Ok(())
@@ -624,6 +626,7 @@ fn log_path(log_directory: &str, log_path: &str) -> Result<String, String> {
     }
     let rel = Path::new(log_path);
     if rel.is_absolute()
+        || log_path.contains('\0')
         || rel
             .components()
             .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
@@ -676,6 +679,7 @@ mod tests {
         assert!(log_path("/var/log/pods/p", "../escape.log").is_err());
         assert!(log_path("/var/log/pods/p", "web/../../x.log").is_err());
         assert!(log_path("/var/log/pods/p", "/etc/passwd").is_err());
+        assert!(log_path("/var/log/pods/p", "web/0.log\0x").is_err());
         assert_eq!(log_path("", "web.log").unwrap(), "");
         assert_eq!(log_path("/d", "").unwrap(), "");
     }
@@ -686,6 +690,9 @@ mod tests {
         assert!(validate_name("").is_err());
         assert!(validate_name("../x").is_err());
         assert!(validate_name("a/b").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name(".").is_err());
+        assert!(validate_name("a\0b").is_err());
     }
 
     #[test]
