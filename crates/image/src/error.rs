@@ -55,6 +55,23 @@ impl ImageError {
         move |source| ImageError::Io { path, source }
     }
 
+    /// Whether a filesystem ran out of space or quota (ENOSPC, EDQUOT) somewhere in the
+    /// chain of causes: a failure the node's operator can fix by freeing space.
+    pub fn is_no_space(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self.root());
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::StorageFull
+                    || io.kind() == std::io::ErrorKind::QuotaExceeded
+                {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
+
     /// The error itself, looking through the sharing wrapper of coalesced pulls.
     pub fn root(&self) -> &ImageError {
         match self {

@@ -14,6 +14,10 @@ pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Largest image config accepted; an image config is a few KiB in practice.
 pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+/// Most `Env` entries an image config may set. The kernel refuses an exec whose environment
+/// passes ARG_MAX (2 MiB with the default stack limit), so an image with many more could
+/// never start a container, and every CreateContainer would copy them into the spec.
+pub const MAX_CONFIG_ENV: usize = 65_536;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -138,6 +142,35 @@ pub struct ContainerConfig {
     pub user: Option<String>,
     #[serde(rename = "Labels", default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// How many `Env` entries the config has (counted, not kept: a hostile config may have a
+    /// million).
+    #[serde(rename = "Env", default, deserialize_with = "count_entries")]
+    pub env_entries: usize,
+}
+
+/// The length of a JSON array (null: 0), without keeping its elements.
+fn count_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array or null")
+        }
+        fn visit_unit<E>(self) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_none<E>(self) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    d.deserialize_any(Count)
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -254,6 +287,7 @@ mod tests {
             config: Some(ContainerConfig {
                 user: Some(u.into()),
                 labels: None,
+                env_entries: 0,
             }),
             ..Default::default()
         };

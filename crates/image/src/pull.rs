@@ -157,6 +157,16 @@ impl ImageManager {
             .await?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| bad(&reference, &format!("image config: {e}")))?;
+        let env_entries = config.config.as_ref().map_or(0, |c| c.env_entries);
+        if env_entries > manifest::MAX_CONFIG_ENV {
+            return Err(bad(
+                &reference,
+                &format!(
+                    "image config sets {env_entries} environment variables, more than the limit of {}",
+                    manifest::MAX_CONFIG_ENV
+                ),
+            ));
+        }
         let diff_ids = config
             .rootfs
             .as_ref()

@@ -123,6 +123,12 @@ impl Store {
             path: path.display().to_string(),
             source: Box::new(source.into()),
         })?;
+        // The records are crustd's alone (pod and container configs, annotations).
+        let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+        std::fs::set_permissions(path, private).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: Box::new(redb::Error::Io(e)),
+        })?;
         let txn = db.begin_write()?;
         txn.open_table(IMAGES)?;
         txn.open_table(LAYERS)?;

@@ -557,6 +557,8 @@ fn read_pid_file(path: &Path) -> Result<i32, String> {
 
 /// Writes `exit` to `path` atomically: a temporary file beside it, then a rename.
 fn write_exit_file(path: &Path, exit: &ContainerExit) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
@@ -570,7 +572,14 @@ fn write_exit_file(path: &Path, exit: &ContainerExit) -> io::Result<()> {
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
     let json = serde_json::to_vec(exit).map_err(io::Error::other)?;
-    let done = std::fs::write(&tmp, json)
+    // Root's only, like everything crustd keeps about its containers.
+    let done = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&json))
         .and_then(|()| File::open(&tmp)?.sync_all())
         .and_then(|()| std::fs::rename(&tmp, path));
     if done.is_err() {
