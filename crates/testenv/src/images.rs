@@ -753,3 +753,66 @@ async fn push_single(
         img,
     ))
 }
+
+/// An image with no layers whose config blob is `config` as given (any bytes, however large
+/// or absurd), pushed as `name`. The manifest's config descriptor declares `declared_size`
+/// bytes when given (a lie about the size: the registry does not check it), else the true
+/// size. For tests of the limits a puller puts on image configs.
+pub async fn push_raw_config_image(
+    reg: &Registry,
+    name: &str,
+    config: Vec<u8>,
+    declared_size: Option<u64>,
+) -> Result<Pushed> {
+    let config = Blob::new(Flavor::Oci.config_type(), config);
+    let mut descriptor = config.descriptor();
+    if let Some(size) = declared_size {
+        descriptor["size"] = json!(size);
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": Flavor::Oci.manifest_type(),
+        "config": descriptor,
+        "layers": [],
+    });
+    let manifest = Blob::new(Flavor::Oci.manifest_type(), serde_json::to_vec(&manifest)?);
+    let img = BuiltImage {
+        manifest,
+        config,
+        layers: Vec::new(),
+    };
+    push_single(&reg.host(), name, &img, reg.credentials()).await
+}
+
+/// An image of one gzip layer holding `zeros.bin`, `bytes` zero bytes: a few KiB to
+/// download that expand to `bytes` on disk (a "zip bomb" layer), pushed as `name`.
+pub async fn push_zeros_image(reg: &Registry, name: &str, bytes: u64) -> Result<Pushed> {
+    let img = tokio::task::spawn_blocking(move || {
+        let enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut t = TarBuilder::on(HashWriter::new(enc));
+        t.file_from(
+            "zeros.bin",
+            0o644,
+            0,
+            0,
+            bytes,
+            std::io::Read::take(std::io::repeat(0), bytes),
+        )?;
+        let (enc, diff_id) = t.finish()?.finish();
+        let data = enc.finish().context("gzip zeros layer")?;
+        let layer = Layer {
+            blob: Blob::new(Flavor::Oci.layer_type(Compression::Gzip), data),
+            diff_id,
+        };
+        BuiltImage::new(
+            Flavor::Oci,
+            Platform::AMD64,
+            container_config(json!({ "org.crust.test.image": "zeros" }), None),
+            vec![layer],
+            &["ADD zeros.bin"],
+        )
+    })
+    .await
+    .context("build zeros image")??;
+    push_single(&reg.host(), name, &img, reg.credentials()).await
+}

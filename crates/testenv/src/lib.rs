@@ -23,6 +23,7 @@ pub use images::{
     push_hostile_image_to, push_image_with_layer, push_pause_image_to, push_standard_images,
     push_standard_images_to, LayerEntry, Pushed, StandardImages, BUSYBOX_PATH,
 };
+pub use images::{push_raw_config_image, push_zeros_image};
 pub use registry::{Auth, Registry, RegistryOptions};
 
 /// Media types used by the test images.
