@@ -145,7 +145,6 @@ fn resources() -> impl Strategy<Value = LinuxContainerResources> {
                         .map(|(page_size, limit)| HugepageLimit { page_size, limit })
                         .collect(),
                     unified,
-                    ..Default::default()
                 }
             },
         )
