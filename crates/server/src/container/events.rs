@@ -10,6 +10,7 @@ use crust_store::{ContainerRecord, ContainerState};
 use k8s_cri::v1::ContainerEventType;
 
 use super::{files, Container, Containers};
+use crate::sandbox::MonitorReport;
 
 /// How a container's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +39,20 @@ impl Containers {
         };
         let containers = Arc::downgrade(self);
         tokio::spawn(async move {
-            while let Some((id, exit)) = rx.recv().await {
+            while let Some(report) = rx.recv().await {
                 let Some(containers) = containers.upgrade() else {
                     break;
                 };
-                if let super::Lookup::Found(c) = containers.lookup(&id) {
-                    if c.snapshot().id == id {
-                        containers.apply_exit(&c, exit.into());
+                match report {
+                    MonitorReport::Exited(id, exit) => {
+                        if let super::Lookup::Found(c) = containers.lookup(&id) {
+                            if c.snapshot().id == id {
+                                containers.apply_exit(&c, exit.into());
+                            }
+                        }
+                    }
+                    MonitorReport::Gone(pod_id) => {
+                        tokio::spawn(async move { containers.monitor_gone(&pod_id).await });
                     }
                 }
             }

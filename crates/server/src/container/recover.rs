@@ -64,19 +64,10 @@ impl Containers {
                 continue;
             }
             if running_pid.is_none() {
-                // No monitor holds it and no exit was recorded: it is gone, and how it ended
-                // is not known.
-                tracing::warn!(container = %record.id, "running container lost its monitor");
-                let _ = self.save_announced(&c, |r| {
-                    r.state = ContainerState::Exited;
-                    r.exit_code = 255;
-                    r.reason = "Unknown".into();
-                    r.message = "the container's monitor is gone; its exit was not recorded".into();
-                    r.finished_at = now_nanos();
-                    r.pid = 0;
-                    &[ContainerEventType::ContainerStoppedEvent]
-                });
-                c.exited.send_replace(true);
+                // No monitor holds it and no exit was recorded: nothing reaps or logs it any
+                // more. Whatever is left of it is killed (a container in a pid namespace of
+                // its own outlives its monitor); after a reboot nothing is.
+                self.end_orphan(&c).await;
             }
         }
         if let Ok(entries) = std::fs::read_dir(self.runroot.join("containers")) {
@@ -105,5 +96,65 @@ impl Containers {
             }
         }
         Ok(())
+    }
+
+    /// The pod's monitor went away while crustd runs: every running container of the pod is
+    /// ended (see [`Containers::end_orphan`]).
+    pub(super) async fn monitor_gone(&self, pod_id: &str) {
+        for c in self.of_pod(pod_id) {
+            let _op = c.op.lock().await;
+            // A RemoveContainer that held the lock may have removed it meanwhile.
+            if self.index().contains_key(&c.snapshot().id) {
+                self.end_orphan(&c).await;
+            }
+        }
+    }
+
+    /// A running container whose monitor is gone: its exit, if the monitor recorded one;
+    /// else it is killed and deleted through the OCI runtime, as containerd does when a
+    /// container's shim dies, and reported exited with 137 (128 + SIGKILL). When the runtime
+    /// does not know it either (its state went with a reboot), how it ended is not known:
+    /// 255, reason Unknown. The caller holds the op lock, or recovers before anyone can.
+    pub(super) async fn end_orphan(&self, c: &Container) {
+        let record = c.snapshot();
+        if record.state != ContainerState::Running {
+            return;
+        }
+        if let Some(exit) = Self::exit_file(&record) {
+            self.apply_exit(c, exit);
+            return;
+        }
+        let mut known = false;
+        if let Ok(runtime) = self.runtime(&record.runtime_handler) {
+            known = !matches!(runtime.state(&record.id).await, Err(e) if e.is_not_found());
+            if known {
+                if let Err(e) = runtime.kill(&record.id, 9, true).await {
+                    tracing::debug!(container = %record.id, error = %format!("{e:#}"), "SIGKILL of an orphan");
+                }
+                if let Err(e) = runtime.delete(&record.id, true).await {
+                    tracing::warn!(container = %record.id, error = %format!("{e:#}"), "deleting an orphaned container");
+                }
+            }
+        }
+        tracing::warn!(container = %record.id, killed = known, "running container lost its monitor");
+        let _ = self.save_announced(c, |r| {
+            if r.state == ContainerState::Exited {
+                return &[];
+            }
+            r.state = ContainerState::Exited;
+            if known {
+                r.exit_code = 128 + 9;
+                r.reason = "Error".into();
+                r.message = "the container's pod monitor died; the container was killed".into();
+            } else {
+                r.exit_code = 255;
+                r.reason = "Unknown".into();
+                r.message = "the container's monitor is gone; its exit was not recorded".into();
+            }
+            r.finished_at = now_nanos();
+            r.pid = 0;
+            &[ContainerEventType::ContainerStoppedEvent]
+        });
+        c.exited.send_replace(true);
     }
 }

@@ -41,6 +41,11 @@ impl Containers {
             self.apply_exit(c, exit);
             return Ok(());
         }
+        if self.monitor_is_gone(&record.pod_id) {
+            // No exit would ever be reported: kill it and record that here.
+            self.end_orphan(c).await;
+            return Ok(());
+        }
         let runtime = self.runtime(&record.runtime_handler)?;
         if !grace.is_zero() && record.stop_signal != SIGKILL {
             tracing::info!(container = %record.id, signal = record.stop_signal, "stopping container");
@@ -110,6 +115,16 @@ impl Containers {
                 let _ = monitor.forget(&record.id).await;
             }
         }
+        // The runtime removes the container's cgroup with its state; a runtime whose state is
+        // gone (a reboot wiped the run root) leaves it to us. Else the pod cgroup stays too.
+        if let Some(path) = crate::sandbox::cgroup::container_cgroup_path(
+            &record.cgroups_path,
+            self.config.runtime.cgroup_driver,
+        ) {
+            for (dir, e) in crate::sandbox::cgroup::remove_path(&self.host.cgroups, &path) {
+                tracing::warn!(container = %record.id, path = %dir.display(), error = %e, "removing the container cgroup");
+            }
+        }
         let cleanup = record.clone();
         tokio::task::spawn_blocking(move || release(&cleanup))
             .await
@@ -133,6 +148,17 @@ impl Containers {
         self.names.release(&record.name_key(), &record.id);
         tracing::info!(container = %record.id, "container removed");
         Ok(())
+    }
+
+    /// Whether the monitor of the pod `pod_id` is known to be gone (its pid file names no live
+    /// crust-monitor); a pod crustd no longer knows has none either.
+    fn monitor_is_gone(&self, pod_id: &str) -> bool {
+        match self.pods.lookup(pod_id) {
+            crate::sandbox::Lookup::Found(pod) => {
+                crust_monitor::monitor_pid(Path::new(&pod.snapshot().run_dir)).is_none()
+            }
+            _ => true,
+        }
     }
 
     /// Stops every container of a pod (StopPodSandbox), with no grace: kubelet stops them

@@ -73,7 +73,7 @@ pub struct Pods {
     cgroups: cgroup::Layout,
     monitor_binary: PathBuf,
     index: Mutex<Index>,
-    /// Container exits the monitors report, for the container side: (container ID, exit).
+    /// Container exits the monitors report, and monitors that went away, for the container side.
     container_exits: ContainerExitSender,
     container_exits_rx: Mutex<Option<ContainerExitReceiver>>,
     /// The node's pod CIDRs (UpdateRuntimeConfig), for pods created from now on.
@@ -82,11 +82,18 @@ pub struct Pods {
     events: Arc<crate::lifecycle::Events>,
 }
 
-type ContainerExitSender =
-    tokio::sync::mpsc::UnboundedSender<(String, crust_monitor::ContainerExit)>;
-/// Where the container side receives the exits the pod monitors report.
-pub type ContainerExitReceiver =
-    tokio::sync::mpsc::UnboundedReceiver<(String, crust_monitor::ContainerExit)>;
+/// What the pods' watchers tell the container side.
+pub enum MonitorReport {
+    /// A container's exit, as its pod monitor recorded it: (container ID, exit).
+    Exited(String, crust_monitor::ContainerExit),
+    /// The pod's monitor is gone (it died, or was killed): nothing runs, logs or reaps the
+    /// pod's containers any more.
+    Gone(String),
+}
+
+type ContainerExitSender = tokio::sync::mpsc::UnboundedSender<MonitorReport>;
+/// Where the container side receives what the pod monitors report.
+pub type ContainerExitReceiver = tokio::sync::mpsc::UnboundedReceiver<MonitorReport>;
 
 /// The result of looking up a pod by ID or unique ID prefix.
 pub enum Lookup {
