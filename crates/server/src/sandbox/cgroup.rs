@@ -170,6 +170,10 @@ pub fn pod_cgroup_path(parent: &str, driver: CgroupDriver) -> Result<String, Cgr
                 || stem.starts_with('-')
                 || stem.ends_with('-')
                 || stem.contains("--")
+                // systemd's unit name characters: no NUL, space or newline in a cgroup name.
+                || !stem.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'\\' | b'-')
+                })
             {
                 return Err(bad("is not a valid systemd slice name"));
             }
@@ -405,6 +409,8 @@ mod tests {
         );
         assert!(pod_cgroup_path("/kubepods/pod1", CgroupDriver::Systemd).is_err());
         assert!(pod_cgroup_path("a--b.slice", CgroupDriver::Systemd).is_err());
+        assert!(pod_cgroup_path("a\0b.slice", CgroupDriver::Systemd).is_err());
+        assert!(pod_cgroup_path("a b.slice", CgroupDriver::Systemd).is_err());
     }
 
     #[test]
