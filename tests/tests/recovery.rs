@@ -191,18 +191,44 @@ async fn a_dead_monitor_is_reported_and_cleaned_up(handler: &'static str, index:
     own_pid_namespace(&mut own);
     let own = e.run(own).await;
     let shared = e.run(e.config("shared", &["sleep", "1000"])).await;
+    let mut stubborn = e.config(
+        "stubborn",
+        &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+    );
+    own_pid_namespace(&mut stubborn);
+    let stubborn = e.run(stubborn).await;
     let pids = [
         container_pid(&mut e, &own).await,
         container_pid(&mut e, &shared).await,
+        container_pid(&mut e, &stubborn).await,
     ];
     let monitor = pod_info(&mut e, &pod).await["monitorPid"].as_i64().unwrap() as u32;
     let mut events = subscribe(&mut e.rt).await;
+    // A StopContainer with a long grace is waiting (the container ignores SIGTERM) when the
+    // monitor dies: no exit will ever be reported, so it must not wait out its grace.
+    let mut rt = e.rt.clone();
+    let stopping = stubborn.clone();
+    let stop = tokio::spawn(async move {
+        let started = Instant::now();
+        rt.stop_container(StopContainerRequest {
+            container_id: stopping,
+            timeout: 60,
+        })
+        .await
+        .map(|_| started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     kill(monitor);
+    let took = stop.await.unwrap().expect("StopContainer");
+    assert!(
+        took < Duration::from_secs(10),
+        "StopContainer took {took:?}"
+    );
     // Promptly, and with every call answering quickly: the containers are exited (killed
     // with their monitor, as containerd kills a container whose shim died), not Running.
     let deadline = Instant::now() + Duration::from_secs(8);
-    for id in [&own, &shared] {
+    for id in [&own, &shared, &stubborn] {
         loop {
             let mut req = tonic::Request::new(ContainerStatusRequest {
                 container_id: id.to_string(),

@@ -52,7 +52,7 @@ impl Containers {
             if let Err(e) = runtime.kill(&record.id, record.stop_signal, false).await {
                 tracing::debug!(container = %record.id, error = %format!("{e:#}"), "stop signal");
             }
-            if self.wait_exit(c, grace).await {
+            if self.wait_stopped(c, grace).await {
                 return Ok(());
             }
         }
@@ -60,7 +60,7 @@ impl Containers {
         if let Err(e) = runtime.kill(&record.id, SIGKILL, true).await {
             tracing::debug!(container = %record.id, error = %format!("{e:#}"), "SIGKILL");
         }
-        if self.wait_exit(c, KILL_WAIT).await {
+        if self.wait_stopped(c, KILL_WAIT).await {
             return Ok(());
         }
         Err(Status::deadline_exceeded(format!(
@@ -148,6 +148,27 @@ impl Containers {
         self.names.release(&record.name_key(), &record.id);
         tracing::info!(container = %record.id, "container removed");
         Ok(())
+    }
+
+    /// Waits up to `timeout` for the container's exit; a pod monitor that dies meanwhile ends
+    /// the wait (nothing would report the exit any more): the container is ended here.
+    async fn wait_stopped(&self, c: &Container, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let step = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(Duration::from_millis(500));
+            if self.wait_exit(c, step).await {
+                return true;
+            }
+            if self.monitor_is_gone(&c.snapshot().pod_id) {
+                self.end_orphan(c).await;
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+        }
     }
 
     /// Whether the monitor of the pod `pod_id` is known to be gone (its pid file names no live
