@@ -76,6 +76,9 @@ async fn serve(args: Args, config: Config, config_path: PathBuf) -> anyhow::Resu
     // Before anything touches state: a second crustd must not take over a live socket.
     let listener = bind(&args.listen).await?;
     let socket_id = inode(&args.listen);
+    for dir in [&args.root, &args.runroot] {
+        private_dir(dir)?;
+    }
     let state = State::open(config, config_path, args.root.clone(), args.runroot.clone()).await?;
     tracing::info!(
         listen = %args.listen.display(),
@@ -158,6 +161,15 @@ async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     Ok(listener)
+}
+
+/// Makes `dir` (and its parents) and gives it mode 0700: crustd's state (the store, container
+/// specs with their environment, exit files, CNI results, the monitors' sockets) is no other
+/// user's to list or open.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting the mode of {}", dir.display()))
 }
 
 fn inode(path: &Path) -> Option<(u64, u64)> {

@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 
 pub fn image_error(context: &str, err: &ImageError) -> Status {
     let code = match err.root() {
+        _ if err.is_no_space() => Code::ResourceExhausted,
         ImageError::Reference(_) => Code::InvalidArgument,
         ImageError::Hosts(_) => Code::FailedPrecondition,
         ImageError::Registry(r) => match r {

@@ -366,8 +366,11 @@ impl Containers {
             .unwrap_or_default();
         let spec_json =
             specgen::to_json(&output.spec).map_err(|e| step("encoding the runtime spec", &e))?;
-        crate::sandbox::files::write_file(&bundle.join(files::CONFIG), spec_json.as_bytes())
-            .map_err(|e| step("writing config.json", &e))?;
+        crate::sandbox::files::write_private_file(
+            &bundle.join(files::CONFIG),
+            spec_json.as_bytes(),
+        )
+        .map_err(|e| step("writing config.json", &e))?;
         if !plan.log_path.is_empty() {
             if let Some(dir) = Path::new(&plan.log_path).parent() {
                 std::fs::create_dir_all(dir).map_err(|e| step("creating the log directory", &e))?;

@@ -52,7 +52,7 @@ impl Containers {
                 l.set_resources(Some(merge(l.resources().clone(), &resources)));
                 spec.set_linux(Some(l));
                 if let Ok(json) = serde_json::to_vec_pretty(&spec) {
-                    let _ = crate::sandbox::files::write_file(&path, &json);
+                    let _ = crate::sandbox::files::write_private_file(&path, &json);
                 }
             }
         }

@@ -72,10 +72,20 @@ pub fn validate_hostname(name: &str) -> Result<(), String> {
 
 /// Writes `contents` to `path` atomically, readable by every container user.
 pub fn write_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, contents, 0o644)
+}
+
+/// Writes `contents` to `path` atomically, readable by root only (a runtime spec holds the
+/// container's environment, secrets included).
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, contents, 0o600)
+}
+
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     std::fs::rename(&tmp, path)
 }
 
