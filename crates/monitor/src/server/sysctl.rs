@@ -19,8 +19,9 @@ pub struct Sysctl {
     pub path: PathBuf,
 }
 
-/// IPC sysctls under `kernel.` (see ipc/ipc_sysctl.c).
-const IPC_KERNEL: &[&str] = &[
+/// IPC sysctls under `kernel.` (see ipc/ipc_sysctl.c); crustd's request validation uses the
+/// same list, so what it accepts the monitor applies.
+pub const IPC_KERNEL: &[&str] = &[
     "shmmax",
     "shmall",
     "shmmni",
@@ -46,10 +47,13 @@ fn namespace_of(parts: &[&str]) -> Option<Namespace> {
     }
 }
 
+/// The longest sysctl name accepted (crustd's request validation uses the same limit).
+pub const MAX_NAME: usize = 256;
+
 /// Checks `key=value` against the namespaces the pod has of its own (`own`).
 pub fn check(key: &str, value: &str, own: &[Namespace]) -> Result<Sysctl, String> {
     let bad = |why: &str| format!("sysctl {key:?}: {why}");
-    if key.is_empty() || key.len() > 256 {
+    if key.is_empty() || key.len() > MAX_NAME {
         return Err(bad("the name must be 1 to 256 bytes long"));
     }
     if !key

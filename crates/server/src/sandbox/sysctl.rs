@@ -43,6 +43,7 @@ pub fn validate(
         key.split('.').map(|s| s.to_string()).collect()
     };
     if parts.len() < 2
+        || key.len() > crust_monitor::server::sysctl::MAX_NAME
         || parts.iter().any(|p| {
             p.is_empty()
                 || p == "."
@@ -71,9 +72,7 @@ pub fn validate(
         "net" => "network",
         "kernel"
             if parts.len() == 2
-                && (parts[1].starts_with("shm")
-                    || parts[1].starts_with("msg")
-                    || parts[1] == "sem") =>
+                && crust_monitor::server::sysctl::IPC_KERNEL.contains(&parts[1].as_str()) =>
         {
             "ipc"
         }
