@@ -54,6 +54,17 @@ impl Containers {
                     MonitorReport::Gone(pod_id) => {
                         tokio::spawn(async move { containers.monitor_gone(&pod_id).await });
                     }
+                    MonitorReport::Watching(pod_id) => {
+                        // An exit between the start-up probe and the watch was sent to no one.
+                        for c in containers.of_pod(&pod_id) {
+                            let record = c.snapshot();
+                            if record.state == ContainerState::Running {
+                                if let Some(exit) = Self::exit_file(&record) {
+                                    containers.apply_exit(&c, exit);
+                                }
+                            }
+                        }
+                    }
                 }
             }
         });

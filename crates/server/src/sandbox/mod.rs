@@ -89,6 +89,9 @@ pub enum MonitorReport {
     /// The pod's monitor is gone (it died, or was killed): nothing runs, logs or reaps the
     /// pod's containers any more.
     Gone(String),
+    /// The pod's watch is established: exits from now on are reported, and those the monitor
+    /// recorded before (between crustd's start-up probe and the watch) are in exit files.
+    Watching(String),
 }
 
 type ContainerExitSender = tokio::sync::mpsc::UnboundedSender<MonitorReport>;

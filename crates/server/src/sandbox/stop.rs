@@ -116,7 +116,15 @@ impl Pods {
             let dir = PathBuf::from(pod.snapshot().run_dir);
             let mut events = match crust_monitor::MonitorClient::connect(&dir).await {
                 Ok(client) => match client.watch().await {
-                    Ok(events) => Some(events),
+                    Ok(events) => {
+                        if let Some(pods) = pods.upgrade() {
+                            let id = pod.snapshot().id;
+                            let _ = pods
+                                .container_exits
+                                .send(super::MonitorReport::Watching(id));
+                        }
+                        Some(events)
+                    }
                     Err(_) => {
                         Self::monitor_gone(&pods, &pod, "the pod monitor does not answer").await;
                         None
