@@ -110,7 +110,10 @@ impl Pods {
             run_dir: run_dir.display().to_string(),
             state_dir: self.root.join("pods").join(id).display().to_string(),
             shm_path: run_dir.join("shm").display().to_string(),
-            cgroups_created: Vec::new(),
+            cgroups_created: std::fs::read_to_string(run_dir.join(super::run::CGROUPS_CREATED))
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
             cgroup_parent: String::new(),
             network: None,
         };

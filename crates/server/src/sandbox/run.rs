@@ -38,6 +38,10 @@ fn invalid(msg: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("RunPodSandbox: {msg}"))
 }
 
+/// In a pod's run directory while it is being created: the cgroup directories crustd made for
+/// it (JSON list), for the next start to remove if the creation never finished.
+pub(super) const CGROUPS_CREATED: &str = "cgroups-created.json";
+
 impl Pods {
     /// Checks the request; every refusal is InvalidArgument naming the field.
     pub(super) fn plan(
@@ -334,6 +338,21 @@ impl Pods {
             cgroups_created = cgroup::ensure(&self.cgroups, path)
                 .map_err(|e| step("creating the pod cgroup", &e))?;
             undo.cgroups = cgroups_created.clone();
+            if !cgroups_created.is_empty() {
+                // Recorded at once: a crash before the pod's record is stored leaves them to
+                // the next start to remove (a retry would find them and not own them).
+                let created: Vec<String> = cgroups_created
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                files::write_file(
+                    &run_dir.join(CGROUPS_CREATED),
+                    serde_json::to_string(&created)
+                        .unwrap_or_default()
+                        .as_bytes(),
+                )
+                .map_err(|e| step("recording the pod cgroups", &e))?;
+            }
             if !cgroups_created.is_empty() {
                 let limits = pod_limits(&plan.config);
                 cgroup::apply(&self.cgroups, path, &limits)
