@@ -267,16 +267,7 @@ async fn reconcile(
         .iter()
         .filter(|p| p.state != PodSandboxState::SandboxReady as i32)
     {
-        rt.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: dead.id.clone(),
-        })
-        .await
-        .map_err(|e| format!("StopPodSandbox {}: {e}", dead.id))?;
-        rt.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: dead.id.clone(),
-        })
-        .await
-        .map_err(|e| format!("RemovePodSandbox {}: {e}", dead.id))?;
+        stop_and_remove(&mut rt, &dead.id).await?;
     }
     let pod = match ready.first() {
         Some(p) => p.id.clone(),
@@ -449,17 +440,23 @@ async fn remove_everything(rt: &mut RuntimeServiceClient<Channel>) -> Result<(),
         .into_inner()
         .items;
     for p in pods {
-        rt.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: p.id.clone(),
-        })
-        .await
-        .map_err(|e| format!("StopPodSandbox {}: {e}", p.id))?;
-        rt.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: p.id.clone(),
-        })
-        .await
-        .map_err(|e| format!("RemovePodSandbox {}: {e}", p.id))?;
+        stop_and_remove(rt, &p.id).await?;
     }
+    Ok(())
+}
+
+/// StopPodSandbox, then RemovePodSandbox; the error names the call and the pod.
+async fn stop_and_remove(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> Result<(), String> {
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .map_err(|e| format!("StopPodSandbox {id}: {e}"))?;
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .map_err(|e| format!("RemovePodSandbox {id}: {e}"))?;
     Ok(())
 }
 
