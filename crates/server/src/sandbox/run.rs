@@ -345,7 +345,7 @@ impl Pods {
                     .iter()
                     .map(|d| d.display().to_string())
                     .collect();
-                files::write_file(
+                files::write_private_file(
                     &run_dir.join(CGROUPS_CREATED),
                     serde_json::to_string(&created)
                         .unwrap_or_default()
@@ -418,7 +418,7 @@ impl Pods {
                 "file": list.file,
                 "pod_cidrs": pod_cidrs,
             });
-            files::write_file(
+            files::write_private_file(
                 &run_dir.join("cni-intent.json"),
                 intent.to_string().as_bytes(),
             )
