@@ -102,6 +102,20 @@ async fn no_fd_or_cwd_leaks_into_containers(handler: &'static str, index: u8) {
     let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
     let pid = info["pid"].as_u64().unwrap();
     let rootfs = PathBuf::from(info["rootfs"].as_str().unwrap());
+    // StartContainer returns once the runtime told its init to exec the process; until the
+    // exec has happened the pid is still `runc init` (or crun's), with descriptors of its own
+    // that close on exec. Read once it is `sleep`.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .starts_with(b"sleep\0")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container never exec'd sleep"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let init: BTreeMap<u32, String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .flatten()
