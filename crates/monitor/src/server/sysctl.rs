@@ -19,9 +19,8 @@ pub struct Sysctl {
     pub path: PathBuf,
 }
 
-/// IPC sysctls under `kernel.` (see ipc/ipc_sysctl.c); crustd's request validation uses the
-/// same list, so what it accepts the monitor applies.
-pub const IPC_KERNEL: &[&str] = &[
+/// IPC sysctls under `kernel.` (see ipc/ipc_sysctl.c).
+const IPC_KERNEL: &[&str] = &[
     "shmmax",
     "shmall",
     "shmmni",
@@ -37,11 +36,12 @@ pub const IPC_KERNEL: &[&str] = &[
 ];
 
 /// The namespace that scopes a sysctl, given its path components; `None` for host-wide ones.
-fn namespace_of(parts: &[&str]) -> Option<Namespace> {
+/// crustd's request validation asks the same, so what it accepts the monitor applies.
+pub fn namespace_of(parts: &[&str]) -> Option<Namespace> {
     match parts {
         ["net", _, ..] => Some(Namespace::Net),
         ["kernel", name] if IPC_KERNEL.contains(name) => Some(Namespace::Ipc),
-        ["fs", "mqueue", _, ..] => Some(Namespace::Ipc),
+        ["fs", "mqueue", _] => Some(Namespace::Ipc),
         ["kernel", "hostname" | "domainname"] => Some(Namespace::Uts),
         _ => None,
     }

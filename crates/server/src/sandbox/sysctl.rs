@@ -68,15 +68,11 @@ pub fn validate(
             value: value.to_string(),
         });
     }
-    let namespace = match parts[0].as_str() {
-        "net" => "network",
-        "kernel"
-            if parts.len() == 2
-                && crust_monitor::server::sysctl::IPC_KERNEL.contains(&parts[1].as_str()) =>
-        {
-            "ipc"
-        }
-        "fs" if parts.len() == 3 && parts[1] == "mqueue" => "ipc",
+    // The monitor's own table; UTS ones are refused, the pod's hostname sets them.
+    let components: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let namespace = match crust_monitor::server::sysctl::namespace_of(&components) {
+        Some(crust_sys::Namespace::Net) => "network",
+        Some(crust_sys::Namespace::Ipc) => "ipc",
         _ => return Err(SysctlError::NotNamespaced { key: key.into() }),
     };
     let shared = if namespace == "network" {
