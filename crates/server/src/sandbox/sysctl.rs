@@ -2,8 +2,9 @@
 //!
 //! Kubernetes' "safe" and "unsafe" sysctls are both allowed here as long as they are
 //! namespaced (the kubelet's allowlist is the policy; the runtime's job is to refuse what
-//! would leak onto the node): `kernel.shm*`, `kernel.msg*`, `kernel.sem` and `fs.mqueue.*`
-//! live in the IPC namespace, `net.*` in the network namespace.
+//! would leak onto the node): the kernel's IPC sysctls (`kernel.shmmax`, `kernel.msgmnb`,
+//! `kernel.sem`…, `fs.mqueue.*`) and `net.*`, as the monitor's table that applies them lists
+//! them.
 
 /// Why a sysctl was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
