@@ -162,15 +162,28 @@ async fn no_fd_or_cwd_leaks_into_containers(handler: &'static str, index: u8) {
             env.crustd.socket.display(),
             if tty { "-it" } else { "" },
         );
-        let out = Command::new("script")
+        // script's stdin stays open until crustctl is done: at EOF on its stdin script
+        // types the terminal's EOF character, which crustctl, if it reads it only after
+        // going raw, gets as a NUL and sends to the container's terminal (echoed `^@`).
+        let mut child = Command::new("script")
             .args(["-qec", &inner, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("script runs");
+        let held_stdin = child.stdin.take();
+        let out = child.wait_with_output().expect("script's output");
+        drop(held_stdin);
         let listing = text(&out.stdout).replace('\r', "");
         assert!(out.status.success(), "tty {tty}: {out:?}");
         let fds = parse_fd_listing(&listing);
-        assert_only_stdio(&format!("exec (tty {tty})"), &fds, &host_dir, self_dir);
+        assert_only_stdio(
+            &format!("exec (tty {tty}), listing {listing:?}"),
+            &fds,
+            &host_dir,
+            self_dir,
+        );
         if tty {
             assert!(fds[&0].starts_with("/dev/pts/"), "{fds:?}");
         }
