@@ -9,4 +9,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 # crun on a hybrid cgroup node needs hugetlb off cgroup2 (see the script).
 bash scripts/node-setup.sh
-cargo test --workspace -- --test-threads="${CRUST_TEST_THREADS:-4}"
+# --no-fail-fast: a red run reports every failing test binary, not just the first.
+cargo test --workspace --no-fail-fast -- --test-threads="${CRUST_TEST_THREADS:-4}"
