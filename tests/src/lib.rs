@@ -31,7 +31,9 @@ macro_rules! both_runtimes {
         }
     };
 }
-pub use pod_env::{kv, pod_config, stop_and_remove_pod, PodEnv, PodEnvBuilder};
+pub use pod_env::{
+    all_containers, all_pods, kv, pod_config, stop_and_remove_pod, PodEnv, PodEnvBuilder,
+};
 
 /// Path of a workspace binary next to the running test executable.
 pub fn binary(name: &str) -> PathBuf {

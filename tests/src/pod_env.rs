@@ -145,6 +145,24 @@ pub fn kv(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+/// Every pod sandbox ListPodSandbox returns, unfiltered; the call must succeed.
+pub async fn all_pods(rt: &mut RuntimeServiceClient<Channel>) -> Vec<PodSandbox> {
+    rt.list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items
+}
+
+/// Every container ListContainers returns, unfiltered; the call must succeed.
+pub async fn all_containers(rt: &mut RuntimeServiceClient<Channel>) -> Vec<Container> {
+    rt.list_containers(ListContainersRequest::default())
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers
+}
+
 /// StopPodSandbox, then RemovePodSandbox; both must succeed.
 pub async fn stop_and_remove_pod(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
     rt.stop_pod_sandbox(StopPodSandboxRequest {

@@ -15,36 +15,17 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crust_fuzzing::{env_number, Rng};
 use crust_tests::{monitors_under, mounts_under, pod_config, PodEnv};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
-
-/// xorshift64*: seeded, so a failing round can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 const SLEEPER: &[&str] = &[
     "sh",
     "-c",
     "trap 'exit 0' TERM; while true; do sleep 1; done",
 ];
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 /// The v1 hierarchies, the hybrid cgroup2 one and the v2 root.
 const HIERARCHIES: [&str; 12] = [
@@ -503,8 +484,8 @@ async fn crustd_killed_during_churn_leaks_nothing() {
     );
     let slots = std::sync::Arc::new(slots);
     for round in 0..rounds {
-        let kill_after = Duration::from_millis(rng.below(2500));
-        let iterations: Vec<u64> = (0..WORKERS).map(|_| 1 + rng.below(3)).collect();
+        let kill_after = Duration::from_millis(rng.below(2500) as u64);
+        let iterations: Vec<u64> = (0..WORKERS).map(|_| 1 + rng.below(3) as u64).collect();
         let ctx = format!(
             "seed {seed}, round {round}: kill after {kill_after:?}, iterations {iterations:?}"
         );

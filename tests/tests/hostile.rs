@@ -73,12 +73,7 @@ fn assert_invalid(err: &tonic::Status, needles: &[&str]) {
 async fn container_count(
     rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
 ) -> usize {
-    rt.list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers
-        .len()
+    crust_tests::all_containers(rt).await.len()
 }
 
 /// CVE-2021-30465 (runc mount-destination symlink race) and CVE-2023-27561 (its
@@ -503,12 +498,7 @@ fn hostnet_pod(name: &str, logs: &Path) -> PodSandboxConfig {
 async fn pod_count(
     rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
 ) -> usize {
-    rt.list_pod_sandbox(ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items
-        .len()
+    crust_tests::all_pods(rt).await.len()
 }
 
 /// CVE-2022-0811 (CRI-O "cr8escape": pinns split sysctl values on `+`, so

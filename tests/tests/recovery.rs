@@ -87,24 +87,15 @@ async fn a_crash_of_crustd_loses_nothing(handler: &'static str, index: u8) {
     let mut events = subscribe(&mut e.rt).await;
 
     // The lists tell the truth, not only the status calls.
-    let pods =
-        e.rt.list_pod_sandbox(ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let pods = crust_tests::all_pods(&mut e.rt).await;
     assert_eq!(pods.len(), 1, "{pods:?}");
     assert_eq!(pods[0].id, pod);
     assert_eq!(pods[0].state, PodSandboxState::SandboxReady as i32);
-    let listed: HashMap<String, i32> =
-        e.rt.list_containers(ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers
-            .into_iter()
-            .map(|c| (c.id, c.state))
-            .collect();
+    let listed: HashMap<String, i32> = crust_tests::all_containers(&mut e.rt)
+        .await
+        .into_iter()
+        .map(|c| (c.id, c.state))
+        .collect();
     assert_eq!(
         listed,
         HashMap::from([
@@ -256,12 +247,7 @@ async fn a_dead_monitor_is_reported_and_cleaned_up(handler: &'static str, index:
     for pid in pids {
         wait_gone(pid, "a container process whose monitor died");
     }
-    let listed =
-        e.rt.list_pod_sandbox(ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let listed = crust_tests::all_pods(&mut e.rt).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state, PodSandboxState::SandboxNotready as i32);
     // Stop of an exited container is a no-op that succeeds.
@@ -351,12 +337,7 @@ async fn after_a_reboot_pods_are_not_ready_and_clean_up_fully() {
     e.crustd.spawn().await.unwrap();
     e.rt = e.crustd.runtime().await.unwrap();
 
-    let listed =
-        e.rt.list_pod_sandbox(ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items;
+    let listed = crust_tests::all_pods(&mut e.rt).await;
     assert_eq!(listed.len(), 2);
     assert!(
         listed
@@ -364,12 +345,7 @@ async fn after_a_reboot_pods_are_not_ready_and_clean_up_fully() {
             .all(|p| p.state == PodSandboxState::SandboxNotready as i32),
         "{listed:?}"
     );
-    let listed =
-        e.rt.list_containers(ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+    let listed = crust_tests::all_containers(&mut e.rt).await;
     assert_eq!(listed.len(), 3);
     assert!(
         listed

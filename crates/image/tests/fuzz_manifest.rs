@@ -13,19 +13,6 @@ use crust_image::manifest::{
 };
 use crust_image::reference::validate_digest;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
-
-fn config(default_cases: u32) -> Config {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let seed = env("CRUST_FUZZ_SEED").unwrap_or(0x5eed_0007);
-    eprintln!("fuzz seed {seed} (set CRUST_FUZZ_SEED to change)");
-    Config {
-        cases: env("CRUST_FUZZ_CASES").map_or(default_cases, |n| n as u32),
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 fn hex(c: char, n: usize) -> String {
     std::iter::repeat_n(c, n).collect()
@@ -148,7 +135,7 @@ fn content_type() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(crust_fuzzing::config(3000))]
 
     #[test]
     fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..256), ct in content_type()) {

@@ -8,19 +8,6 @@
 
 use crust_image::reference::{looks_like_id, validate_digest, Reference, DEFAULT_DOMAIN};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
-
-fn config(default_cases: u32) -> Config {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let seed = env("CRUST_FUZZ_SEED").unwrap_or(0x5eed_0007);
-    eprintln!("fuzz seed {seed} (set CRUST_FUZZ_SEED to change)");
-    Config {
-        cases: env("CRUST_FUZZ_CASES").map_or(default_cases, |n| n as u32),
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// A path component, mostly valid, sometimes not (upper case, bad separators, empty).
 fn component() -> impl Strategy<Value = String> {
@@ -124,7 +111,7 @@ fn round_trip(s: &str) {
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(crust_fuzzing::config(3000))]
 
     #[test]
     fn arbitrary_strings_never_panic(s in ".{0,80}") {

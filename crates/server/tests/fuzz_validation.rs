@@ -26,19 +26,7 @@ use crust_server::Config;
 use crust_sys::Namespace;
 use k8s_cri::v1::DnsConfig;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunConfig, RngSeed, TestCaseError, TestRunner};
-
-fn config(default_cases: u32) -> RunConfig {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let seed = env("CRUST_FUZZ_SEED").unwrap_or(0x5eed_0007);
-    eprintln!("fuzz seed {seed} (set CRUST_FUZZ_SEED to change)");
-    RunConfig {
-        cases: env("CRUST_FUZZ_CASES").map_or(default_cases, |n| n as u32),
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..RunConfig::default()
-    }
-}
+use proptest::test_runner::{TestCaseError, TestRunner};
 
 /// Runs `check` over `strategy`; returns how many cases it counted as accepted.
 fn run<S: Strategy>(
@@ -46,7 +34,7 @@ fn run<S: Strategy>(
     strategy: S,
     check: impl Fn(S::Value) -> Result<bool, TestCaseError>,
 ) -> usize {
-    let mut runner = TestRunner::new(config(cases));
+    let mut runner = TestRunner::new(crust_fuzzing::config(cases));
     let accepted = std::cell::Cell::new(0usize);
     runner
         .run(&strategy, |v| {
@@ -243,7 +231,7 @@ fn sysctls_outside_the_namespaced_list_or_smuggling_a_setting_are_refused() {
         any::<bool>(),
         any::<bool>(),
     );
-    let cases = config(3000).cases as usize;
+    let cases = crust_fuzzing::config(3000).cases as usize;
     let accepted = run(3000, strategy, |(sysctls, host_net, host_ipc)| {
         let mut any = false;
         for (key, value) in &sysctls {
@@ -344,7 +332,7 @@ fn rfc1123(name: &str) -> bool {
 
 #[test]
 fn accepted_hostnames_are_rfc1123_and_valid_ones_are_accepted() {
-    let cases = config(4000).cases as usize;
+    let cases = crust_fuzzing::config(4000).cases as usize;
     let accepted = run(4000, hostname(), |name| {
         let ok = validate_hostname(&name).is_ok();
         prop_assert_eq!(ok, rfc1123(&name), "{:?}", name);
@@ -390,7 +378,7 @@ fn accepted_dns_config_adds_no_line_to_resolv_conf() {
             searches,
             options,
         });
-    let cases = config(3000).cases as usize;
+    let cases = crust_fuzzing::config(3000).cases as usize;
     let accepted = run(3000, strategy, |dns| {
         if let Err(e) = validate_dns(&dns) {
             prop_assert!(e.starts_with("dns_config: "), "{}", e);
@@ -470,7 +458,7 @@ fn accepted_cgroup_parents_stay_under_the_hierarchy_root() {
         PathBuf::from("/sys/fs/cgroup/memory"),
     )]));
     let strategy = (cgroup_parent(), any::<bool>());
-    let cases = config(4000).cases as usize;
+    let cases = crust_fuzzing::config(4000).cases as usize;
     let accepted = run(4000, strategy, |(parent, systemd)| {
         let driver = if systemd {
             CgroupDriver::Systemd
@@ -593,7 +581,7 @@ fn toml_text() -> impl Strategy<Value = String> {
 #[test]
 fn configs_that_load_serialise_back_to_the_same_config() {
     let file = Path::new("/etc/crust/fuzz.toml");
-    let cases = config(1500).cases as usize;
+    let cases = crust_fuzzing::config(1500).cases as usize;
     let accepted = run(1500, toml_text(), |text| {
         let config = match Config::parse(&text, file) {
             Err(e) => {

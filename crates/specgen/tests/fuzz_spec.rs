@@ -21,19 +21,7 @@ use k8s_cri::v1::{
     NamespaceOption, SecurityProfile,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
-
-fn config(default_cases: u32) -> Config {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let seed = env("CRUST_FUZZ_SEED").unwrap_or(0x5eed_0007);
-    eprintln!("fuzz seed {seed} (set CRUST_FUZZ_SEED to change)");
-    Config {
-        cases: env("CRUST_FUZZ_CASES").map_or(default_cases, |n| n as u32),
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use proptest::test_runner::{TestCaseError, TestRunner};
 
 /// Paths as a request may send them: clean, with `.`/`..`/repeated and trailing slashes,
 /// relative, empty, with odd bytes.
@@ -496,7 +484,7 @@ fn check(f: &Fuzzed) -> Result<bool, TestCaseError> {
 
 #[test]
 fn generated_specs_are_sound() {
-    let config = config(1500);
+    let config = crust_fuzzing::config(1500);
     let cases = config.cases as usize;
     let mut runner = TestRunner::new(config);
     let generated = AtomicUsize::new(0);

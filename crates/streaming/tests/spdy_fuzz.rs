@@ -7,30 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use crust_fuzzing::Rng;
 use crust_streaming::spdy::frame::{decode, encode, parse, Frame, Limits, Parsed, Setting};
 use crust_streaming::spdy::headers::{HeaderDecoder, HeaderEncoder};
 use crust_streaming::spdy::{Config, Headers, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// xorshift64*: small, seeded, good enough to mutate bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn corpus(rng: &mut Rng) -> Vec<u8> {
     let mut enc = HeaderEncoder::new();
@@ -115,7 +96,7 @@ fn mutate(rng: &mut Rng, mut v: Vec<u8>) -> Vec<u8> {
         let i = rng.below(v.len());
         match rng.below(5) {
             0 => v[i] ^= 1 << rng.below(8),
-            1 => v[i] = rng.next() as u8,
+            1 => v[i] = rng.next_u64() as u8,
             2 => v.truncate(i),
             3 => {
                 let n = rng.below(8);
