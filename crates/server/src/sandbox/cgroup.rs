@@ -260,14 +260,9 @@ pub fn ensure(layout: &Layout, path: &str) -> Result<Vec<PathBuf>, CgroupError> 
                     }
                     created.push(d);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    // Another pod's start may have made it a moment ago and not yet filled
-                    // its cpuset: a child made under an empty one could never hold a task
-                    // (ENOSPC), so fill it here too.
-                    if controller == Some("cpuset") && cpuset_empty(&d) {
-                        inherit_cpuset(&d)?;
-                    }
-                }
+                // Made by another pod's start a moment ago (its cpuset is filled, if still
+                // empty, when a child is made under it: see inherit_cpuset).
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
                     remove(&created);
                     return Err(CgroupError::Io { path: d, source: e });
@@ -278,23 +273,27 @@ pub fn ensure(layout: &Layout, path: &str) -> Result<Vec<PathBuf>, CgroupError> 
     Ok(created)
 }
 
-/// A new v1 cpuset cgroup starts with no CPUs or memory nodes: copy the parent's.
+/// A new v1 cpuset cgroup starts with no CPUs or memory nodes: copy the parent's. A parent
+/// another pod's start made a moment ago may not be filled yet (a child made under an empty
+/// one could never hold a task: ENOSPC), so an empty parent is filled first, the same way.
 fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    let parent = dir.parent().unwrap_or(dir);
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let value = std::fs::read_to_string(parent.join(file)).map_err(io_err(parent))?;
-        std::fs::write(dir.join(file), value.trim()).map_err(io_err(dir))?;
+        let read = || {
+            std::fs::read_to_string(parent.join(file))
+                .map(|v| v.trim().to_string())
+                .map_err(io_err(parent))
+        };
+        let mut value = read()?;
+        if value.is_empty() {
+            inherit_cpuset(parent)?;
+            value = read()?;
+        }
+        std::fs::write(dir.join(file), value).map_err(io_err(dir))?;
     }
     Ok(())
-}
-
-/// Whether a v1 cpuset cgroup has no CPUs or no memory nodes yet.
-fn cpuset_empty(dir: &Path) -> bool {
-    ["cpuset.cpus", "cpuset.mems"].iter().any(|file| {
-        std::fs::read_to_string(dir.join(file))
-            .map(|v| v.trim().is_empty())
-            .unwrap_or(false)
-    })
 }
 
 /// Writes the limits into the pod cgroup.
@@ -400,6 +399,30 @@ pub fn remove_path(layout: &Layout, path: &str) -> Vec<(PathBuf, io::Error)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cpuset_made_under_a_parent_not_yet_filled_fills_the_parent_first() {
+        // Another pod's start made `parent` and has not copied its cpuset in yet.
+        let root = tempfile::tempdir().unwrap();
+        let parent = root.path().join("parent");
+        let child = parent.join("pod");
+        std::fs::create_dir_all(&child).unwrap();
+        for (dir, cpus, mems) in [(root.path(), "0-1\n", "0\n"), (&parent, "\n", "")] {
+            std::fs::write(dir.join("cpuset.cpus"), cpus).unwrap();
+            std::fs::write(dir.join("cpuset.mems"), mems).unwrap();
+        }
+        inherit_cpuset(&child).unwrap();
+        for dir in [&parent, &child] {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cpuset.cpus")).unwrap(),
+                "0-1"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cpuset.mems")).unwrap(),
+                "0"
+            );
+        }
+    }
 
     #[test]
     fn systemd_slices_expand_to_their_path() {
