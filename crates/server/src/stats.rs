@@ -117,16 +117,7 @@ impl Stats {
         containers: &Arc<Containers>,
         selected: Vec<Arc<Container>>,
     ) -> Result<Vec<ContainerStats>, Status> {
-        let ids = selected
-            .iter()
-            .map(|c| {
-                c.record
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .id
-                    .clone()
-            })
-            .collect();
+        let ids = selected.iter().map(|c| c.id()).collect();
         coalesced(&self.containers_flight, ids, || {
             let records = selected.iter().map(|c| c.snapshot()).collect();
             self.collect_containers(containers, records)
@@ -155,16 +146,7 @@ impl Stats {
         containers: &Arc<Containers>,
         selected: Vec<Arc<Pod>>,
     ) -> Result<Vec<PodSandboxStats>, Status> {
-        let ids = selected
-            .iter()
-            .map(|p| {
-                p.record
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .id
-                    .clone()
-            })
-            .collect();
+        let ids = selected.iter().map(|p| p.id()).collect();
         coalesced(&self.pods_flight, ids, || {
             let records = selected.iter().map(|p| p.snapshot()).collect();
             self.collect_pods(pods, containers, records)

@@ -34,7 +34,7 @@ impl From<crust_monitor::ContainerExit> for ContainerExit {
 impl Containers {
     /// Applies the exits the pod monitors report, for as long as crustd runs.
     pub(super) fn follow_exits(self: &Arc<Self>) {
-        let Some(mut rx) = self.pods.take_container_exits() else {
+        let Some(mut rx) = self.pods.take_monitor_reports() else {
             return;
         };
         let containers = Arc::downgrade(self);
@@ -46,7 +46,7 @@ impl Containers {
                 match report {
                     MonitorReport::Exited(id, exit) => {
                         if let super::Lookup::Found(c) = containers.lookup(&id) {
-                            if c.snapshot().id == id {
+                            if c.id() == id {
                                 containers.apply_exit(&c, exit.into());
                             }
                         }

@@ -79,6 +79,15 @@ impl Container {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// The container's ID, without copying the rest of its record.
+    pub fn id(&self) -> String {
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .id
+            .clone()
+    }
 }
 
 /// The result of looking up a container by ID or unique ID prefix.

@@ -104,7 +104,7 @@ impl Containers {
         for c in self.of_pod(pod_id) {
             let _op = c.op.lock().await;
             // A RemoveContainer that held the lock may have removed it meanwhile.
-            if self.index().contains_key(&c.snapshot().id) {
+            if self.index().contains_key(&c.id()) {
                 self.end_orphan(&c).await;
             }
         }

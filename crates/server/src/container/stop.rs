@@ -117,16 +117,20 @@ impl Containers {
         }
         // The runtime removes the container's cgroup with its state; a runtime whose state is
         // gone (a reboot wiped the run root) leaves it to us. Else the pod cgroup stays too.
-        if let Some(path) = crate::sandbox::cgroup::container_cgroup_path(
+        let cgroup = crate::sandbox::cgroup::container_cgroup_path(
             &record.cgroups_path,
             self.config.runtime.cgroup_driver,
-        ) {
-            for (dir, e) in crate::sandbox::cgroup::remove_path(&self.host.cgroups, &path) {
-                tracing::warn!(container = %record.id, path = %dir.display(), error = %e, "removing the container cgroup");
-            }
-        }
+        )
+        .map(|path| (self.host.cgroups.clone(), path));
         let cleanup = record.clone();
-        tokio::task::spawn_blocking(move || release(&cleanup))
+        tokio::task::spawn_blocking(move || {
+            if let Some((layout, path)) = cgroup {
+                for (dir, e) in crate::sandbox::cgroup::remove_path(&layout, &path) {
+                    tracing::warn!(container = %cleanup.id, path = %dir.display(), error = %e, "removing the container cgroup");
+                }
+            }
+            release(&cleanup)
+        })
             .await
             .map_err(|e| Status::internal(format!("RemoveContainer: cleanup task: {e}")))??;
         self.store.delete_container(&record.id).map_err(|e| {

@@ -81,11 +81,20 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     write_with_mode(path, contents, 0o600)
 }
 
+/// Created with `mode` (never readable by others in between), set again past the umask.
 fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)?;
+    drop(file);
     std::fs::rename(&tmp, path)
 }
 

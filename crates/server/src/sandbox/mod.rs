@@ -56,6 +56,15 @@ impl Pod {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// The pod's ID, without copying the rest of its record.
+    pub fn id(&self) -> String {
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .id
+            .clone()
+    }
 }
 
 #[derive(Default)]
@@ -73,9 +82,10 @@ pub struct Pods {
     cgroups: cgroup::Layout,
     monitor_binary: PathBuf,
     index: Mutex<Index>,
-    /// Container exits the monitors report, and monitors that went away, for the container side.
-    container_exits: ContainerExitSender,
-    container_exits_rx: Mutex<Option<ContainerExitReceiver>>,
+    /// What the monitors report (container exits, watches up, monitors gone), for the
+    /// container side.
+    monitor_reports: MonitorReportSender,
+    monitor_reports_rx: Mutex<Option<MonitorReportReceiver>>,
     /// The node's pod CIDRs (UpdateRuntimeConfig), for pods created from now on.
     pod_cidrs: Mutex<Vec<String>>,
     /// Lifecycle events for GetContainerEvents.
@@ -94,9 +104,9 @@ pub enum MonitorReport {
     Watching(String),
 }
 
-type ContainerExitSender = tokio::sync::mpsc::UnboundedSender<MonitorReport>;
+type MonitorReportSender = tokio::sync::mpsc::UnboundedSender<MonitorReport>;
 /// Where the container side receives what the pod monitors report.
-pub type ContainerExitReceiver = tokio::sync::mpsc::UnboundedReceiver<MonitorReport>;
+pub type MonitorReportReceiver = tokio::sync::mpsc::UnboundedReceiver<MonitorReport>;
 
 /// The result of looking up a pod by ID or unique ID prefix.
 pub enum Lookup {
@@ -125,10 +135,10 @@ impl Pods {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let pod_cidrs = pod_cidr::load(&root)?;
-        let (container_exits, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (monitor_reports, rx) = tokio::sync::mpsc::unbounded_channel();
         let pods = Arc::new(Pods {
-            container_exits,
-            container_exits_rx: Mutex::new(Some(rx)),
+            monitor_reports,
+            monitor_reports_rx: Mutex::new(Some(rx)),
             pod_cidrs: Mutex::new(pod_cidrs),
             events,
             store,
@@ -144,9 +154,9 @@ impl Pods {
         Ok(pods)
     }
 
-    /// The container exits the monitors report (once: the container side takes it).
-    pub fn take_container_exits(&self) -> Option<ContainerExitReceiver> {
-        self.container_exits_rx
+    /// What the monitors report (once: the container side takes it).
+    pub fn take_monitor_reports(&self) -> Option<MonitorReportReceiver> {
+        self.monitor_reports_rx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()

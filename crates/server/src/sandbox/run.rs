@@ -352,8 +352,6 @@ impl Pods {
                         .as_bytes(),
                 )
                 .map_err(|e| step("recording the pod cgroups", &e))?;
-            }
-            if !cgroups_created.is_empty() {
                 let limits = pod_limits(&plan.config);
                 cgroup::apply(&self.cgroups, path, &limits)
                     .map_err(|e| step("limiting the pod cgroup", &e))?;

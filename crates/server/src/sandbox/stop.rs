@@ -118,9 +118,9 @@ impl Pods {
                 Ok(client) => match client.watch().await {
                     Ok(events) => {
                         if let Some(pods) = pods.upgrade() {
-                            let id = pod.snapshot().id;
+                            let id = pod.id();
                             let _ = pods
-                                .container_exits
+                                .monitor_reports
                                 .send(super::MonitorReport::Watching(id));
                         }
                         Some(events)
@@ -153,7 +153,7 @@ impl Pods {
                                 finished_at,
                             };
                             let _ = pods
-                                .container_exits
+                                .monitor_reports
                                 .send(super::MonitorReport::Exited(id, exit));
                         }
                     }
@@ -172,7 +172,7 @@ impl Pods {
         if let Some(pods) = pods.upgrade() {
             // A Remove under way owns the pod; it is going anyway.
             let _op = pod.op.lock().await;
-            if pods.index().pods.contains_key(&pod.snapshot().id) {
+            if pods.index().pods.contains_key(&pod.id()) {
                 pods.mark_not_ready(pod, why);
                 return true;
             }
@@ -186,8 +186,8 @@ impl Pods {
     async fn monitor_gone(pods: &std::sync::Weak<Pods>, pod: &Pod, why: &str) {
         if Self::not_ready_from_watch(pods, pod, why).await {
             if let Some(pods) = pods.upgrade() {
-                let id = pod.snapshot().id;
-                let _ = pods.container_exits.send(super::MonitorReport::Gone(id));
+                let id = pod.id();
+                let _ = pods.monitor_reports.send(super::MonitorReport::Gone(id));
             }
         }
     }
