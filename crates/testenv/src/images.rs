@@ -421,14 +421,11 @@ pub async fn push_standard_images_to(
     })
 }
 
-/// The busybox image's layers under a config whose container part is patched with `config`
-/// (keys as in an image config's `config`: `Entrypoint`, `Cmd`, `Env`, `WorkingDir`, `User`,
-/// `StopSignal`…; null removes a key), pushed as `name:latest`. For tests of how a runtime
-/// applies an image's config.
-pub async fn push_configured_image(reg: &Registry, name: &str, config: Value) -> Result<Pushed> {
-    let s = standard().await?;
+/// The test images' container config, labelled with `name`, with `patch`'s keys set (null
+/// removes a key).
+fn patched_config(name: &str, patch: &Value) -> Value {
     let mut c = container_config(json!({ "org.crust.test.image": name }), None);
-    if let (Some(target), Some(patch)) = (c.as_object_mut(), config.as_object()) {
+    if let (Some(target), Some(patch)) = (c.as_object_mut(), patch.as_object()) {
         for (k, v) in patch {
             if v.is_null() {
                 target.remove(k);
@@ -437,6 +434,16 @@ pub async fn push_configured_image(reg: &Registry, name: &str, config: Value) ->
             }
         }
     }
+    c
+}
+
+/// The busybox image's layers under a config whose container part is patched with `config`
+/// (keys as in an image config's `config`: `Entrypoint`, `Cmd`, `Env`, `WorkingDir`, `User`,
+/// `StopSignal`…; null removes a key), pushed as `name:latest`. For tests of how a runtime
+/// applies an image's config.
+pub async fn push_configured_image(reg: &Registry, name: &str, config: Value) -> Result<Pushed> {
+    let s = standard().await?;
+    let c = patched_config(name, &config);
     let img = BuiltImage::new(
         Flavor::Oci,
         Platform::AMD64,
@@ -482,16 +489,7 @@ pub async fn push_image_with_layer(
         }
     }
     let layer = Layer::from_tar(&t.into_tar()?, Flavor::Oci, Compression::Gzip)?;
-    let mut c = container_config(json!({ "org.crust.test.image": name }), None);
-    if let (Some(target), Some(patch)) = (c.as_object_mut(), config.as_object()) {
-        for (k, v) in patch {
-            if v.is_null() {
-                target.remove(k);
-            } else {
-                target.insert(k.clone(), v.clone());
-            }
-        }
-    }
+    let c = patched_config(name, &config);
     let mut layers = s.busybox_oci.layers.clone();
     layers.push(layer);
     let mut history = BUSYBOX_HISTORY.to_vec();
