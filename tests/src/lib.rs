@@ -618,6 +618,71 @@ impl Drop for PodNet {
     }
 }
 
+/// The cgroup hierarchies under /sys/fs/cgroup a pod's directories can be in: the v1
+/// controllers, a hybrid host's `name=systemd` and cgroup2 (`unified`) ones, the v2 root ("").
+pub const CGROUP_HIERARCHIES: [&str; 12] = [
+    "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb",
+    "systemd", "unified", "",
+];
+
+/// `path`'s (cgroupfs form) directory in every hierarchy that has it.
+pub fn cgroup_dirs_of(path: &str) -> Vec<PathBuf> {
+    CGROUP_HIERARCHIES
+        .iter()
+        .map(|c| {
+            Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(path.trim_start_matches('/'))
+        })
+        .filter(|d| d.join("cgroup.procs").exists())
+        .collect()
+}
+
+/// Every cgroup directory below (not including) `path` in every hierarchy, deepest first.
+pub fn cgroup_dirs_below(path: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for top in cgroup_dirs_of(path) {
+        walk(&top, &mut out);
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out
+}
+
+/// Removes test cgroup trees when dropped, whatever a failed test (or crustd) left in them:
+/// their processes killed, the directories removed deepest first, the roots last.
+pub struct CgroupGuard(pub Vec<String>);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for root in &self.0 {
+            let dirs = cgroup_dirs_below(root)
+                .into_iter()
+                .chain(cgroup_dirs_of(root));
+            for dir in dirs {
+                let procs =
+                    || std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs().split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+                // A killed process leaves its cgroup a moment later; until then rmdir is EBUSY.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while !procs().trim().is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
 /// Mount points below `dir` (namespace pins, /dev/shm tmpfs).
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

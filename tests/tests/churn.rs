@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crust_fuzzing::{env_number, Rng};
-use crust_tests::{monitors_under, mounts_under, pod_config, PodEnv};
+use crust_tests::{
+    cgroup_dirs_below, monitors_under, mounts_under, pod_config, CgroupGuard, PodEnv,
+};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
@@ -26,65 +28,6 @@ const SLEEPER: &[&str] = &[
     "-c",
     "trap 'exit 0' TERM; while true; do sleep 1; done",
 ];
-
-/// The v1 hierarchies, the hybrid cgroup2 one and the v2 root.
-const HIERARCHIES: [&str; 12] = [
-    "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb",
-    "systemd", "unified", "",
-];
-
-/// Every cgroup directory below (not including) `parent` in each hierarchy (v1 controllers
-/// and the v2 root), deepest first.
-fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for c in HIERARCHIES {
-        let top = Path::new("/sys/fs/cgroup")
-            .join(c)
-            .join(parent.trim_start_matches('/'));
-        for e in std::fs::read_dir(&top).into_iter().flatten().flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                walk_dirs(&e.path(), &mut out);
-            }
-        }
-    }
-    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    out
-}
-
-fn walk_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
-    out.push(dir.to_path_buf());
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            walk_dirs(&e.path(), out);
-        }
-    }
-}
-
-/// Removes the test's cgroup tree (what crustd left too: the parent it made) when the test
-/// ends.
-struct CgroupGuard(String);
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        for dir in cgroup_dirs(&self.0) {
-            // A failed test may leave container processes: end them so the directory goes.
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.split_whitespace() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", pid])
-                    .status();
-            }
-            let _ = std::fs::remove_dir(dir);
-        }
-        for c in HIERARCHIES {
-            let _ = std::fs::remove_dir(
-                Path::new("/sys/fs/cgroup")
-                    .join(c)
-                    .join(self.0.trim_start_matches('/')),
-            );
-        }
-    }
-}
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -140,7 +83,7 @@ fn leftovers(e: &PodEnv, cgroup_root: &str) -> Leftovers {
         monitors: monitors_under(c.dir.path()).len(),
         veths: e.net.bridge_ports(),
         ips: e.net.allocated_ips(),
-        cgroups: cgroup_dirs(cgroup_root),
+        cgroups: cgroup_dirs_below(cgroup_root),
         dirs,
     }
 }
@@ -474,7 +417,7 @@ async fn crustd_killed_during_churn_leaks_nothing() {
         .build()
         .await;
     let cgroup_root = format!("/crust-churn-{}", std::process::id());
-    let _cgroups = CgroupGuard(cgroup_root.clone());
+    let _cgroups = CgroupGuard(vec![cgroup_root.clone()]);
     const WORKERS: usize = 5;
     let slots: Vec<Slot> = (0..WORKERS).map(|w| slot(&e, &cgroup_root, w)).collect();
     let baseline = leftovers(&e, &cgroup_root);
@@ -566,7 +509,7 @@ async fn a_hundred_and_ten_pods_then_a_thousand_concurrent_lists() {
         .build()
         .await;
     let cgroup_root = format!("/crust-load-{}", std::process::id());
-    let _cgroups = CgroupGuard(cgroup_root.clone());
+    let _cgroups = CgroupGuard(vec![cgroup_root.clone()]);
     let pid = e.crustd.pid().unwrap();
     let idle = vm_rss_kib(pid);
     let started = Instant::now();

@@ -604,36 +604,6 @@ fn count_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
 }
 
-fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    // Every v1 hierarchy, and the v2 root ("") on a cgroup v2 node.
-    [
-        "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb", "",
-    ]
-    .iter()
-    .map(|c| {
-        Path::new("/sys/fs/cgroup")
-            .join(c)
-            .join(parent.trim_start_matches('/'))
-    })
-    .filter(|p| p.exists())
-    .collect()
-}
-
-/// Removes a test's cgroup tree (deepest first) should the test fail before crustd does.
-struct CgroupGuard(String);
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        for dir in cgroup_dirs(&self.0) {
-            let _ = Command::new("find")
-                .arg(&dir)
-                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_hundred_pod_cycles_leak_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -641,14 +611,14 @@ async fn a_hundred_pod_cycles_leak_nothing() {
     let crustd = crustd_on(&net, &[]).await;
     let mut rt = crustd.runtime().await.unwrap();
     let cgroup_root = format!("/crust-it-{}", std::process::id());
-    let _cgroups = CgroupGuard(cgroup_root.clone());
+    let _cgroups = crust_tests::CgroupGuard(vec![cgroup_root.clone()]);
     let count = |crustd: &Crustd| -> HashMap<&'static str, usize> {
         [
             ("mounts", mounts_under(crustd.dir.path()).len()),
             ("monitors", monitors_under(crustd.dir.path()).len()),
             ("veths", net.bridge_ports()),
             ("ips", net.allocated_ips().len()),
-            ("cgroups", cgroup_dirs(&cgroup_root).len()),
+            ("cgroups", crust_tests::cgroup_dirs_of(&cgroup_root).len()),
             ("run dirs", count_entries(&crustd.runroot.join("pods"))),
             ("state dirs", count_entries(&crustd.root.join("pods"))),
         ]

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crust_tests::{both_runtimes, monitors_under, mounts_under, pod_config, PodEnv};
+use crust_tests::{
+    both_runtimes, cgroup_dirs_of, monitors_under, mounts_under, pod_config, CgroupGuard, PodEnv,
+};
 use k8s_cri::v1::*;
 use tokio::sync::mpsc;
 
@@ -372,7 +374,11 @@ async fn after_a_reboot_pods_are_not_ready_and_clean_up_fully() {
         "CNI DEL freed {ips:?}"
     );
     for parent in &parents {
-        assert!(cgroup_dirs(parent).is_empty(), "{:?}", cgroup_dirs(parent));
+        assert!(
+            cgroup_dirs_of(parent).is_empty(),
+            "{:?}",
+            cgroup_dirs_of(parent)
+        );
     }
     for dir in [
         e.crustd.runroot.join("pods"),
@@ -406,7 +412,11 @@ async fn after_a_reboot_pods_are_not_ready_and_clean_up_fully() {
     }
     assert!(e.net.allocated_ips().is_empty());
     for parent in &parents {
-        assert!(cgroup_dirs(parent).is_empty(), "{:?}", cgroup_dirs(parent));
+        assert!(
+            cgroup_dirs_of(parent).is_empty(),
+            "{:?}",
+            cgroup_dirs_of(parent)
+        );
     }
 }
 
@@ -435,9 +445,9 @@ impl Leaks {
         );
         assert_eq!(e.net.bridge_ports(), 0, "veths");
         assert!(
-            cgroup_dirs(&self.cgroup_parent).is_empty(),
+            cgroup_dirs_of(&self.cgroup_parent).is_empty(),
             "cgroups {:?}",
-            cgroup_dirs(&self.cgroup_parent)
+            cgroup_dirs_of(&self.cgroup_parent)
         );
         for dir in [
             d.runroot.join("pods"),
@@ -608,25 +618,10 @@ fn wait_gone(pid: u32, what: &str) {
     }
 }
 
-/// Every cgroup directory of `parent` (v1 hierarchies, or the v2 root).
-fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    [
-        "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb", "",
-    ]
-    .iter()
-    .map(|c| {
-        Path::new("/sys/fs/cgroup")
-            .join(c)
-            .join(parent.trim_start_matches('/'))
-    })
-    .filter(|p| p.join("cgroup.procs").exists())
-    .collect()
-}
-
 /// The pids in `parent`'s cgroup tree (every hierarchy).
 fn cgroup_processes(parent: &str) -> Vec<u32> {
     let mut out = Vec::new();
-    let mut stack = cgroup_dirs(parent);
+    let mut stack = cgroup_dirs_of(parent);
     while let Some(dir) = stack.pop() {
         if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
             out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
@@ -658,23 +653,6 @@ fn kill_cgroup_processes(parent: &str) {
             kill(pid);
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Removes a test's cgroup trees (deepest first) should the test fail before crustd does.
-struct CgroupGuard(Vec<String>);
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        for parent in &self.0 {
-            for dir in cgroup_dirs(parent) {
-                let _ = Command::new("find")
-                    .arg(&dir)
-                    .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
     }
 }
 
