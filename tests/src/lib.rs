@@ -32,7 +32,8 @@ macro_rules! both_runtimes {
     };
 }
 pub use pod_env::{
-    all_containers, all_pods, kv, pod_config, stop_and_remove_pod, PodEnv, PodEnvBuilder,
+    all_containers, all_pods, container_events, kv, pod_config, stop_and_remove_pod, PodEnv,
+    PodEnvBuilder,
 };
 
 /// Path of a workspace binary next to the running test executable.

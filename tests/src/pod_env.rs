@@ -163,6 +163,36 @@ pub async fn all_containers(rt: &mut RuntimeServiceClient<Channel>) -> Vec<Conta
         .containers
 }
 
+/// A GetContainerEvents subscription, read by a task of its own as fast as events come: each
+/// event, then the stream's error if it fails (the channel ends with the stream).
+pub async fn container_events(
+    rt: &mut RuntimeServiceClient<Channel>,
+) -> tokio::sync::mpsc::UnboundedReceiver<Result<ContainerEventResponse, tonic::Status>> {
+    let mut stream = rt
+        .get_container_events(GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    if tx.send(Ok(event)).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    let _ = tx.send(Err(status));
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// StopPodSandbox, then RemovePodSandbox; both must succeed.
 pub async fn stop_and_remove_pod(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
     rt.stop_pod_sandbox(StopPodSandboxRequest {

@@ -88,29 +88,9 @@ struct Sub {
 }
 
 async fn subscribe(rt: &mut RuntimeServiceClient<Channel>) -> Sub {
-    let mut stream = rt
-        .get_container_events(GetEventsRequest {})
-        .await
-        .expect("GetContainerEvents")
-        .into_inner();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match stream.message().await {
-                Ok(Some(event)) => {
-                    if tx.send(Ok(event)).is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(status) => {
-                    let _ = tx.send(Err(status));
-                    break;
-                }
-            }
-        }
-    });
-    Sub { rx }
+    Sub {
+        rx: crust_tests::container_events(rt).await,
+    }
 }
 
 impl Sub {

@@ -498,28 +498,15 @@ async fn pod_info(e: &mut PodEnv, id: &str) -> serde_json::Value {
 
 /// GetContainerEvents, read in the background.
 struct Events {
-    rx: mpsc::UnboundedReceiver<ContainerEventResponse>,
+    rx: mpsc::UnboundedReceiver<Result<ContainerEventResponse, tonic::Status>>,
     seen: Vec<(String, i32)>,
 }
 
 async fn subscribe(
     rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
 ) -> Events {
-    let mut stream = rt
-        .get_container_events(GetEventsRequest {})
-        .await
-        .expect("GetContainerEvents")
-        .into_inner();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(event)) = stream.message().await {
-            if tx.send(event).is_err() {
-                break;
-            }
-        }
-    });
     Events {
-        rx,
+        rx: crust_tests::container_events(rt).await,
         seen: Vec::new(),
     }
 }
@@ -533,7 +520,8 @@ impl Events {
             let event = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no {kind:?} event for {id}: {:?}", self.seen))
-                .expect("the event stream ended");
+                .expect("the event stream ended")
+                .expect("the event stream failed");
             self.seen
                 .push((event.container_id, event.container_event_type));
         }
