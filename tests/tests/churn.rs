@@ -482,8 +482,23 @@ async fn crustd_killed_during_churn_leaks_nothing() {
             .await
             .unwrap_or_else(|err| panic!("{ctx}: {err}"));
         let left = settle(10, &baseline, || leftovers(&e, &cgroup_root)).await;
-        assert_eq!(left, baseline, "{ctx}: leaked after removing everything");
+        assert_eq!(
+            left,
+            baseline,
+            "{ctx}: leaked after removing everything\ncrustd warnings:\n{}",
+            warnings(&e)
+        );
     }
+}
+
+/// crustd's WARN and ERROR lines, for a leak's cause.
+fn warnings(e: &PodEnv) -> String {
+    let logs = e.crustd.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn tail(e: &PodEnv) -> String {

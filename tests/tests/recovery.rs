@@ -463,6 +463,56 @@ impl Leaks {
     }
 }
 
+/// A RunPodSandbox that crustd's death cut short inside the pod cgroup's creation: crustd had
+/// recorded the directories it was about to make (`cgroups-created.json` in the pod's run
+/// directory) and made some of them. The next start removes them all with the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_start_cut_short_while_making_its_cgroups_leaves_none() {
+    let mut e = env("runc", 94).await;
+    let parent = format!("/crust-cut-short-{}", std::process::id());
+    let _cgroups = CgroupGuard(vec![parent.clone()]);
+    let leaf = format!("{parent}/pod");
+    e.crustd.kill();
+    let hierarchies: Vec<std::path::PathBuf> = crust_tests::CGROUP_HIERARCHIES
+        .iter()
+        .map(|h| Path::new("/sys/fs/cgroup").join(h))
+        .filter(|h| h.join("cgroup.procs").exists())
+        .collect();
+    let mut recorded = Vec::new();
+    for (n, h) in hierarchies.iter().enumerate() {
+        let top = h.join(parent.trim_start_matches('/'));
+        let pod = h.join(leaf.trim_start_matches('/'));
+        recorded.push(top.display().to_string());
+        recorded.push(pod.display().to_string());
+        // The crash came after the first half of the hierarchies.
+        if n < hierarchies.len() / 2 {
+            match std::fs::create_dir_all(&pod) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(err) => panic!("{}: {err}", pod.display()),
+            }
+        }
+    }
+    assert!(!cgroup_dirs_of(&leaf).is_empty());
+    let run_dir = e.crustd.runroot.join("pods").join("f".repeat(64));
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::fs::write(
+        run_dir.join("cgroups-created.json"),
+        serde_json::to_string(&recorded).unwrap(),
+    )
+    .unwrap();
+    e.crustd.spawn().await.unwrap();
+    e.rt = e.crustd.runtime().await.unwrap();
+    assert_eq!(cgroup_dirs_of(&leaf), Vec::<std::path::PathBuf>::new());
+    assert_eq!(cgroup_dirs_of(&parent), Vec::<std::path::PathBuf>::new());
+    assert!(!run_dir.exists(), "{}", run_dir.display());
+    let logs = e.crustd.logs();
+    assert!(
+        logs.contains("undoing a pod sandbox whose creation was interrupted"),
+        "{logs}"
+    );
+}
+
 /// RemovePodSandbox (after Stop) of the env's pod, which the env then no longer holds.
 async fn remove_env_pod(e: &mut PodEnv) {
     let pod = std::mem::take(&mut e.pod);

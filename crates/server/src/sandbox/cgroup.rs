@@ -239,34 +239,48 @@ pub struct Limits {
 }
 
 /// Makes sure `path` exists in every hierarchy; returns the directories it created (deepest
-/// last), which are the ones to remove with the pod.
-pub fn ensure(layout: &Layout, path: &str) -> Result<Vec<PathBuf>, CgroupError> {
-    let mut created = Vec::new();
+/// last), which are the ones to remove with the pod. `record` is given the directories missing
+/// now before the first is made, so that a crash midway leaves them known (a retry would find
+/// them made and not own them); it may name one another start made meanwhile, which is why
+/// the caller records the returned list again.
+pub fn ensure(
+    layout: &Layout,
+    path: &str,
+    record: impl FnOnce(&[PathBuf]) -> Result<(), CgroupError>,
+) -> Result<Vec<PathBuf>, CgroupError> {
+    let mut missing = Vec::new();
     for (controller, dir) in layout.dirs(path) {
-        let mut missing = Vec::new();
+        let mut chain = Vec::new();
         let mut cur = dir.as_path();
         while !cur.exists() {
-            missing.push(cur.to_path_buf());
+            chain.push(cur.to_path_buf());
             match cur.parent() {
                 Some(p) => cur = p,
                 None => break,
             }
         }
-        for d in missing.into_iter().rev() {
-            match std::fs::create_dir(&d) {
-                Ok(()) => {
-                    if controller == Some("cpuset") {
-                        inherit_cpuset(&d)?;
-                    }
-                    created.push(d);
+        missing.extend(chain.into_iter().rev().map(|d| (controller, d)));
+    }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dirs: Vec<PathBuf> = missing.iter().map(|(_, d)| d.clone()).collect();
+    record(&dirs)?;
+    let mut created = Vec::new();
+    for (controller, d) in missing {
+        match std::fs::create_dir(&d) {
+            Ok(()) => {
+                if controller == Some("cpuset") {
+                    inherit_cpuset(&d)?;
                 }
-                // Made by another pod's start a moment ago (its cpuset is filled, if still
-                // empty, when a child is made under it: see inherit_cpuset).
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    remove(&created);
-                    return Err(CgroupError::Io { path: d, source: e });
-                }
+                created.push(d);
+            }
+            // Made by another pod's start a moment ago (its cpuset is filled, if still
+            // empty, when a child is made under it: see inherit_cpuset).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                remove(&created);
+                return Err(CgroupError::Io { path: d, source: e });
             }
         }
     }
@@ -399,6 +413,60 @@ pub fn remove_path(layout: &Layout, path: &str) -> Vec<(PathBuf, io::Error)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two v1 hierarchies (no cpuset: it needs the kernel's files) in a temporary directory.
+    fn fake_layout(root: &Path) -> Layout {
+        let mut mounts = BTreeMap::new();
+        for controller in ["memory", "pids"] {
+            std::fs::create_dir(root.join(controller)).unwrap();
+            mounts.insert(controller.to_string(), root.join(controller));
+        }
+        Layout::V1(mounts)
+    }
+
+    #[test]
+    fn what_ensure_makes_is_recorded_before_anything_is_made() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = fake_layout(root.path());
+        std::fs::create_dir(root.path().join("memory/kubepods")).unwrap();
+        let mut recorded = Vec::new();
+        let created = ensure(&layout, "/kubepods/pod1", |dirs| {
+            assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+            recorded = dirs.to_vec();
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<PathBuf> = [
+            "memory/kubepods/pod1",
+            "pids/kubepods",
+            "pids/kubepods/pod1",
+        ]
+        .iter()
+        .map(|d| root.path().join(d))
+        .collect();
+        assert_eq!(recorded, want);
+        assert_eq!(created, want);
+        assert!(want.iter().all(|d| d.is_dir()));
+        // Nothing missing: nothing to record, nothing made.
+        let again = ensure(&layout, "/kubepods/pod1", |_| panic!("nothing to record")).unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_record_that_fails_makes_ensure_make_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = fake_layout(root.path());
+        let err = ensure(&layout, "/kubepods/pod1", |_| {
+            Err(CgroupError::Io {
+                path: "record".into(),
+                source: io::Error::from_raw_os_error(28),
+            })
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("record"), "{err}");
+        assert!(!root.path().join("memory/kubepods").exists());
+        assert!(!root.path().join("pids/kubepods").exists());
+    }
 
     #[test]
     fn a_cpuset_made_under_a_parent_not_yet_filled_fills_the_parent_first() {

@@ -335,23 +335,28 @@ impl Pods {
         // The pod cgroup, and the pod init in it.
         let mut cgroups_created = Vec::new();
         if let Some(path) = &plan.cgroup_path {
-            cgroups_created = cgroup::ensure(&self.cgroups, path)
+            // What crustd makes is recorded before it is made: a crash before the pod's
+            // record is stored leaves it to the next start to remove (a retry would find it
+            // and not own it). Then again as made (a concurrent start may have made some).
+            let record_file = run_dir.join(CGROUPS_CREATED);
+            let record = |dirs: &[PathBuf]| {
+                let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                files::write_private_file(
+                    &record_file,
+                    serde_json::to_string(&dirs).unwrap_or_default().as_bytes(),
+                )
+                .map_err(|source| cgroup::CgroupError::Io {
+                    path: record_file.clone(),
+                    source,
+                })
+            };
+            cgroups_created = cgroup::ensure(&self.cgroups, path, record)
                 .map_err(|e| step("creating the pod cgroup", &e))?;
             undo.cgroups = cgroups_created.clone();
+            if record_file.exists() {
+                record(&cgroups_created).map_err(|e| step("recording the pod cgroups", &e))?;
+            }
             if !cgroups_created.is_empty() {
-                // Recorded at once: a crash before the pod's record is stored leaves them to
-                // the next start to remove (a retry would find them and not own them).
-                let created: Vec<String> = cgroups_created
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect();
-                files::write_private_file(
-                    &run_dir.join(CGROUPS_CREATED),
-                    serde_json::to_string(&created)
-                        .unwrap_or_default()
-                        .as_bytes(),
-                )
-                .map_err(|e| step("recording the pod cgroups", &e))?;
                 let limits = pod_limits(&plan.config);
                 cgroup::apply(&self.cgroups, path, &limits)
                     .map_err(|e| step("limiting the pod cgroup", &e))?;
