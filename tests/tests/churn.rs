@@ -485,8 +485,9 @@ async fn crustd_killed_during_churn_leaks_nothing() {
         assert_eq!(
             left,
             baseline,
-            "{ctx}: leaked after removing everything\ncrustd warnings:\n{}",
-            warnings(&e)
+            "{ctx}: leaked after removing everything\ncrustd warnings:\n{}\n{}",
+            warnings(&e),
+            node_state(&e)
         );
     }
 }
@@ -499,6 +500,28 @@ fn warnings(e: &PodEnv) -> String {
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The bridge's ports and the processes of CNI plugins, runtimes and monitors, for a leak.
+fn node_state(e: &PodEnv) -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let ps: Vec<String> = run(&["ps", "-eo", "pid,ppid,lstart,args"])
+        .lines()
+        .filter(|l| l.contains("/cni/") || l.contains("runc") || l.contains("crust-monitor"))
+        .map(str::to_string)
+        .collect();
+    format!(
+        "bridge ports:\n{}\nnetns ids:\n{}\nprocesses:\n{}",
+        run(&["ip", "-d", "link", "show", "master", &e.net.bridge]),
+        run(&["ip", "netns", "list-id"]),
+        ps.join("\n")
+    )
 }
 
 fn tail(e: &PodEnv) -> String {

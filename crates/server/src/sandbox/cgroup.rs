@@ -372,18 +372,21 @@ pub fn add_process(layout: &Layout, path: &str, pid: i32) -> Result<(), CgroupEr
     Ok(())
 }
 
-/// Removes cgroup directories crustd created, deepest first. A cgroup still holding processes
-/// cannot go; that is logged, not fatal (it is retried when the pod is removed again).
+/// Removes cgroup directories crustd created, deepest first; returns those that could not go
+/// (a cgroup still holding processes), for the caller to log. A parent crustd made that now
+/// holds other pods' cgroups stays, and is not an error: it is left on the node, as runc
+/// leaves the parents it makes. Blocks for up to half a second per busy directory.
 pub fn remove(created: &[PathBuf]) -> Vec<(PathBuf, io::Error)> {
     let mut failed = Vec::new();
     let mut dirs: Vec<&PathBuf> = created.iter().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for d in dirs {
         let mut result = std::fs::remove_dir(d);
-        // A cgroup whose last process just died can stay busy for a moment.
+        // A cgroup whose last process just died can stay busy for a moment; one that still
+        // holds cgroups (another pod's, under a parent both share) stays busy.
         for _ in 0..50 {
             match &result {
-                Err(e) if e.raw_os_error() == Some(16) => {
+                Err(e) if e.raw_os_error() == Some(16) && !has_child_cgroups(d) => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     result = std::fs::remove_dir(d);
                 }
@@ -393,10 +396,19 @@ pub fn remove(created: &[PathBuf]) -> Vec<(PathBuf, io::Error)> {
         match result {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.raw_os_error() == Some(16) && has_child_cgroups(d) => {}
             Err(e) => failed.push((d.clone(), e)),
         }
     }
     failed
+}
+
+fn has_child_cgroups(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    })
 }
 
 /// Removes the (empty) cgroup `path` (cgroupfs form) from every hierarchy it is in.

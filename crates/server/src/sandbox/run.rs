@@ -596,7 +596,11 @@ impl Undo {
         if let Some(dir) = &self.monitor {
             super::stop::shutdown_monitor(dir).await;
         }
-        for (path, e) in cgroup::remove(&self.cgroups) {
+        let cgroups = self.cgroups.clone();
+        let failed = tokio::task::spawn_blocking(move || cgroup::remove(&cgroups))
+            .await
+            .unwrap_or_default();
+        for (path, e) in failed {
             tracing::warn!(path = %path.display(), error = %e, "rollback: cgroup");
         }
         for d in self.dirs.iter().rev() {

@@ -214,7 +214,10 @@ pub(super) async fn release(record: &PodRecord) {
         }
     }
     let created: Vec<PathBuf> = record.cgroups_created.iter().map(PathBuf::from).collect();
-    for (path, e) in cgroup::remove(&created) {
+    let failed = tokio::task::spawn_blocking(move || cgroup::remove(&created))
+        .await
+        .unwrap_or_default();
+    for (path, e) in failed {
         tracing::warn!(pod = %record.id, path = %path.display(), error = %e, "removing the pod cgroup");
     }
     for dir in [&record.run_dir, &record.state_dir] {
