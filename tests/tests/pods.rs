@@ -754,3 +754,67 @@ async fn a_run_the_caller_gave_up_on_is_returned_to_its_retry_not_duplicated() {
     stop_and_remove_pod(&mut rt, &id).await;
     assert!(net.allocated_ips().is_empty());
 }
+
+/// crustd dies while a CNI ADD runs: the plugin goes on without it. The next start kills it
+/// before undoing the pod (else an ADD finishing after the undo's DEL would leave its veth or
+/// address), and the node is left as it was.
+#[tokio::test]
+async fn plugins_a_crash_left_running_are_killed_before_the_pod_is_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = PodNet::new(dir.path(), 95);
+    let pid_file = dir.path().join("plugin.pid");
+    // Chained after bridge (the veth and the address exist by then); its ADD hangs.
+    let bin = write_plugin(
+        dir.path(),
+        "crust-hang",
+        &format!(
+            "input=$(cat)\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho $$ > {pid_file:?}\n\
+             sleep 60\nprintf '%s' \"$input\" | jq -c .prevResult\n"
+        ),
+    );
+    net.write_conflist(&[serde_json::json!({"type": "crust-hang"})]);
+    let mut crustd = crustd_on(&net, &[&bin]).await;
+    let mut rt = crustd.runtime().await.unwrap();
+    let run = tokio::spawn(async move {
+        rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config("hung")),
+            runtime_handler: String::new(),
+        })
+        .await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let plugin: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "the plugin never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(net.allocated_ips().len(), 1);
+    assert_eq!(net.bridge_ports(), 1);
+    crustd.kill();
+    assert!(run.await.unwrap().is_err());
+    assert!(alive(plugin), "the plugin outlives crustd");
+    crustd.spawn().await.unwrap();
+    assert!(!alive(plugin), "the plugin is killed at start-up");
+    let logs = crustd.logs();
+    assert!(
+        logs.contains("killed CNI plugins still running from before the restart"),
+        "{logs}"
+    );
+    assert_eq!(net.allocated_ips(), Vec::<String>::new());
+    assert_eq!(net.bridge_ports(), 0);
+    assert_eq!(mounts_under(crustd.dir.path()), Vec::<String>::new());
+    assert_eq!(monitors_under(crustd.dir.path()), Vec::<u32>::new());
+    let mut rt = crustd.runtime().await.unwrap();
+    let pods = rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{pods:?}");
+}

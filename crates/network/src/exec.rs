@@ -220,3 +220,52 @@ fn plugin_error(
         stderr: String::from_utf8_lossy(stderr).trim().to_string(),
     }))
 }
+
+/// Kills the plugins still running for `container_id`, and whatever they started: a crustd
+/// that died during an ADD leaves its plugins running, and one finishing after the pod was
+/// undone would leave a veth or an address behind. They are found by the `CNI_CONTAINERID`
+/// every plugin has in its environment (libcni and plugins delegating to IPAM pass theirs on).
+/// Waits up to two seconds for them to exit; returns their pids.
+pub fn kill_orphaned_plugins(container_id: &str) -> Vec<u32> {
+    let needle = format!("CNI_CONTAINERID={container_id}");
+    let own = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            if let Some(p) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                pids.push(pid);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|p| running(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pids
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}

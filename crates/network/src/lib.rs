@@ -18,6 +18,7 @@ mod types;
 pub use crate::cni::Cni;
 pub use crate::config::{default_conflist, NetworkList, DEFAULT_CONFLIST_NAME};
 pub use crate::error::{CniError, PluginFailure};
+pub use crate::exec::kill_orphaned_plugins;
 pub use crate::types::{
     k8s_pod_args, AddResult, Attachment, Bandwidth, Interface, IpConfig, IpRange, PortMapping,
     Protocol, EGRESS_BANDWIDTH_ANNOTATION, INGRESS_BANDWIDTH_ANNOTATION,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -1010,4 +1011,46 @@ async fn ip_ranges_go_only_to_plugins_that_declare_them_on_add_and_del() {
     env.cni().add(&net, &att).await.expect("add");
     let bridge = env.stdin("fakebridge", "ADD", "eth0");
     assert!(bridge.get("runtimeConfig").is_none(), "{bridge}");
+}
+
+// ---- plugins a crashed crustd left running ----
+
+#[test]
+fn orphaned_plugins_of_a_container_and_their_children_are_killed_others_are_not() {
+    let id = format!("orphan-{}-{:?}", std::process::id(), Instant::now());
+    let spawn = |container_id: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .env("CNI_CONTAINERID", container_id)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh")
+    };
+    let mut plugin = spawn(&id);
+    let mut other = spawn(&format!("{id}-other"));
+    let read_child = |c: &mut std::process::Child| {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(c.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().parse::<u32>().unwrap()
+    };
+    let grandchild = read_child(&mut plugin);
+    let others_child = read_child(&mut other);
+    let mut killed = kill_orphaned_plugins(&id);
+    killed.sort();
+    let mut want = vec![plugin.id(), grandchild];
+    want.sort();
+    assert_eq!(killed, want);
+    assert!(plugin.wait().unwrap().signal().is_some());
+    let gone = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+        })
+    };
+    assert!(gone(grandchild));
+    assert!(!gone(other.id()) && !gone(others_child));
+    assert_eq!(kill_orphaned_plugins(&format!("{id}-other")).len(), 2);
+    other.wait().unwrap();
 }
