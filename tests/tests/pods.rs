@@ -153,12 +153,7 @@ async fn pods_get_ips_reach_each_other_and_the_host() {
     assert!(ping(Some(&netns_b), &ip_a), "beta reaches alpha");
 
     // Listing with filters.
-    let all = rt
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let all = crust_tests::all_pods(&mut rt).await;
     assert_eq!(all.len(), 2);
     let by_label = rt
         .list_pod_sandbox(ListPodSandboxRequest {
@@ -810,11 +805,6 @@ async fn plugins_a_crash_left_running_are_killed_before_the_pod_is_undone() {
     assert_eq!(mounts_under(crustd.dir.path()), Vec::<String>::new());
     assert_eq!(monitors_under(crustd.dir.path()), Vec::<u32>::new());
     let mut rt = crustd.runtime().await.unwrap();
-    let pods = rt
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let pods = crust_tests::all_pods(&mut rt).await;
     assert!(pods.is_empty(), "{pods:?}");
 }
