@@ -319,6 +319,23 @@ async fn seccomp_profiles(handler: &'static str, index: u8) {
         seccomp_mode(&e.sh_out(&id, "cat /proc/self/status").await),
         "2"
     );
+    // x32 is covered only where the kernel serves x32 syscalls (asked as crustd asks).
+    let bundle = e.crustd.runroot.join("containers").join(&id);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let arches = &spec["linux"]["seccomp"]["architectures"];
+    if cfg!(target_arch = "x86_64") {
+        let x32 = crust_sys::x32_syscalls() != Some(false);
+        assert_eq!(
+            arches
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "SCMP_ARCH_X32"),
+            x32,
+            "{arches}"
+        );
+    }
     // The default profile refuses what a root container with default capabilities may
     // otherwise do: unshare of a user namespace is blocked by seccomp (EPERM).
     let r = e.exec(&id, &["unshare", "-U", "true"]).await;

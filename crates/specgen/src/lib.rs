@@ -124,6 +124,8 @@ pub struct Host {
     pub devices: Vec<HostDevice>,
     /// The architecture the default seccomp profile is built for.
     pub arch: Arch,
+    /// The kernel serves x32 syscalls: the default seccomp profile covers x32 only then.
+    pub x32_syscalls: bool,
     /// crustd's own bounding set (`CAP_*` names): what privileged containers and `add: ALL`
     /// get. `None`: every capability the kernel knows.
     pub capabilities: Option<Vec<String>>,
@@ -140,6 +142,7 @@ impl Default for Host {
             recursive_read_only: false,
             devices: Vec::new(),
             arch: Arch::native(),
+            x32_syscalls: true,
             capabilities: None,
         }
     }
@@ -249,6 +252,7 @@ pub fn generate(input: &Input) -> Result<Output, SpecError> {
         privileged,
         &caps,
         input.host.arch,
+        input.host.x32_syscalls,
         input.seccomp_localhost.as_deref(),
     )?);
 

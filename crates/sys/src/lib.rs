@@ -7,6 +7,7 @@
 //! All functions return [`Error`], which names the operation and, where there is one, the path.
 #![allow(unsafe_code)]
 
+mod abi;
 mod error;
 mod fd;
 pub mod init;
@@ -16,6 +17,7 @@ mod pidfd;
 mod process;
 mod signal;
 
+pub use abi::x32_syscalls;
 pub use error::Error;
 pub use fd::{is_would_block, pipe, recv_fd, set_nonblocking};
 pub use mount::{bind_mount, mount_tmpfs, mount_tmpfs_with_flags, unmount_detach, MountFlags};

@@ -557,6 +557,7 @@ fn host_for_spec(
         recursive_read_only: facts.recursive_read_only,
         devices,
         arch: specgen::seccomp::Arch::native(),
+        x32_syscalls: facts.x32_syscalls,
         capabilities: facts.capabilities.clone(),
     }
 }

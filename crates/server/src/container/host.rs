@@ -20,6 +20,8 @@ pub(super) struct HostFacts {
     pub apparmor: bool,
     /// crustd's own bounding set: all a privileged container can be given.
     pub capabilities: Option<Vec<String>>,
+    /// The kernel serves x32 syscalls (or crustd could not ask: then assumed).
+    pub x32_syscalls: bool,
 }
 
 impl HostFacts {
@@ -42,6 +44,7 @@ impl HostFacts {
             swap_accounting,
             oom_score_adj,
             recursive_read_only: kernel_at_least(&release, 5, 12),
+            x32_syscalls: crust_sys::x32_syscalls().unwrap_or(true),
             capabilities: std::fs::read_to_string("/proc/self/status")
                 .ok()
                 .and_then(|s| {
