@@ -261,11 +261,11 @@ pub fn kill_orphaned_plugins(container_id: &str) -> Vec<u32> {
     pids
 }
 
-/// Whether `pid` exists and is not a zombie.
-fn running(pid: u32) -> bool {
+/// Whether `pid` exists and is neither a zombie nor dead (states Z and X).
+pub(crate) fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rsplit_once(')')
             .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z")
+            .is_some_and(|state| !matches!(state, "Z" | "X"))
     })
 }

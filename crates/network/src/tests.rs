@@ -689,24 +689,10 @@ async fn a_hanging_plugin_is_killed_after_the_timeout() {
 
     // The plugin's own child went with it (the whole process group is killed).
     let pid = fs::read_to_string(&pid_file).expect("pid file");
-    let stat = PathBuf::from(format!("/proc/{}/stat", pid.trim()));
+    let pid: u32 = pid.trim().parse().expect("pid");
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = fs::read_to_string(&stat)
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim().chars().next())
-            })
-            .flatten();
-        if matches!(state, None | Some('Z') | Some('X')) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sleep {} still running",
-            pid.trim()
-        );
+    while crate::exec::running(pid) {
+        assert!(Instant::now() < deadline, "sleep {pid} still running");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -1044,11 +1030,7 @@ fn orphaned_plugins_of_a_container_and_their_children_are_killed_others_are_not(
     want.sort();
     assert_eq!(killed, want);
     assert!(plugin.wait().unwrap().signal().is_some());
-    let gone = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-            s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
-        })
-    };
+    let gone = |pid: u32| !crate::exec::running(pid);
     assert!(gone(grandchild));
     assert!(!gone(other.id()) && !gone(others_child));
     assert_eq!(kill_orphaned_plugins(&format!("{id}-other")).len(), 2);

@@ -384,19 +384,27 @@ pub fn remove(created: &[PathBuf]) -> Vec<(PathBuf, io::Error)> {
         let mut result = std::fs::remove_dir(d);
         // A cgroup whose last process just died can stay busy for a moment; one that still
         // holds cgroups (another pod's, under a parent both share) stays busy.
-        for _ in 0..50 {
+        let mut tries = 0;
+        let shared = loop {
             match &result {
-                Err(e) if e.raw_os_error() == Some(16) && !has_child_cgroups(d) => {
+                Err(e) if e.raw_os_error() == Some(16) => {
+                    if has_child_cgroups(d) {
+                        break true;
+                    }
+                    if tries == 50 {
+                        break false;
+                    }
+                    tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     result = std::fs::remove_dir(d);
                 }
-                _ => break,
+                _ => break false,
             }
-        }
+        };
         match result {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.raw_os_error() == Some(16) && has_child_cgroups(d) => {}
+            Err(_) if shared => {}
             Err(e) => failed.push((d.clone(), e)),
         }
     }

@@ -70,18 +70,19 @@ impl Pods {
     }
 
     async fn undo_interrupted(&self, id: &str, run_dir: PathBuf) {
-        // Plugins of an ADD the crash interrupted go on without crustd; one finishing after
-        // the DEL below would leave its veth or address behind.
-        let pod = id.to_string();
-        let killed =
-            tokio::task::spawn_blocking(move || crust_network::kill_orphaned_plugins(&pod))
-                .await
-                .unwrap_or_default();
-        if !killed.is_empty() {
-            tracing::warn!(pod = %id, pids = ?killed, "killed CNI plugins still running from before the restart");
-        }
         // CNI DEL first, while the netns pin still exists.
         if let Ok(text) = std::fs::read_to_string(run_dir.join("cni-intent.json")) {
+            // The intent is written before the first plugin runs. Plugins of an ADD the crash
+            // interrupted go on without crustd; one finishing after the DEL below would leave
+            // its veth or address behind.
+            let pod = id.to_string();
+            let killed =
+                tokio::task::spawn_blocking(move || crust_network::kill_orphaned_plugins(&pod))
+                    .await
+                    .unwrap_or_default();
+            if !killed.is_empty() {
+                tracing::warn!(pod = %id, pids = ?killed, "killed CNI plugins still running from before the restart");
+            }
             if let Ok(intent) = serde_json::from_str::<serde_json::Value>(&text) {
                 let file = PathBuf::from(intent["file"].as_str().unwrap_or_default());
                 if let Ok(list) = NetworkList::from_raw(intent["conflist"].clone(), file) {

@@ -339,7 +339,9 @@ impl Pods {
             // record is stored leaves it to the next start to remove (a retry would find it
             // and not own it). Then again as made (a concurrent start may have made some).
             let record_file = run_dir.join(CGROUPS_CREATED);
+            let recorded = std::cell::Cell::new(0);
             let record = |dirs: &[PathBuf]| {
+                recorded.set(dirs.len());
                 let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
                 files::write_private_file(
                     &record_file,
@@ -353,7 +355,8 @@ impl Pods {
             cgroups_created = cgroup::ensure(&self.cgroups, path, record)
                 .map_err(|e| step("creating the pod cgroup", &e))?;
             undo.cgroups = cgroups_created.clone();
-            if record_file.exists() {
+            // What was made is what was recorded, less any another start made first.
+            if recorded.get() != cgroups_created.len() {
                 record(&cgroups_created).map_err(|e| step("recording the pod cgroups", &e))?;
             }
             if !cgroups_created.is_empty() {
